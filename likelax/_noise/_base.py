@@ -1,0 +1,401 @@
+r"""The noise-model interface, and everything that is written once for all families.
+
+A family implements one pointwise formula (`_loss`, plus `_const` for the part that
+does not depend on `x_hat`) on arrays that are already broadcast-compatible, in the
+compute dtype, with `x` already inside the support. The public methods here add:
+
+- argument checks at trace time (dtypes, shapes), naming the argument;
+- the dtype policy: float64 stays float64; float16/bfloat16 are computed in float32
+  and the result is returned in the input dtype;
+- broadcasting without implicit rank promotion (every array is brought to the batch
+  rank with leading size-1 axes; scalars stay scalars, so a shared hyperparameter is
+  hoisted out of the per-element work);
+- support handling: an impossible observation gives exactly `+inf`, with a finite
+  (zero) gradient, and never disturbs the other elements (double `where`);
+- `where=` masks: a masked element contributes exactly 0 to the value and gradient,
+  even when it holds NaN;
+- value checks behind the global switch (`likelax.set_checks`).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, PRNGKeyArray
+
+from .._config import get_checks
+
+__all__ = [
+    "NONNEGATIVE_INTEGER",
+    "POSITIVE",
+    "REAL",
+    "UNIT_INTERVAL_OPEN",
+    "AbstractNoise",
+    "Domain",
+    "as_param",
+]
+
+
+class Domain(eqx.Module):
+    """The valid set of a hyperparameter, e.g. `POSITIVE`: `value > 0`."""
+
+    description: str = eqx.field(static=True)
+    contains: Callable[[Any], Any] = eqx.field(static=True)
+
+
+def _positive(v):
+    return v > 0
+
+
+def _unit_open(v):
+    return (v > 0) & (v < 1)
+
+
+def _nonneg_int(v):
+    return (v >= 0) & (v == jnp.floor(v)) & jnp.isfinite(v)
+
+
+def _real(v):
+    return ~jnp.isnan(v)
+
+
+POSITIVE = Domain("> 0", _positive)
+UNIT_INTERVAL_OPEN = Domain("in the open interval (0, 1)", _unit_open)
+NONNEGATIVE_INTEGER = Domain("a non-negative integer", _nonneg_int)
+REAL = Domain("a real number (not NaN)", _real)
+
+
+_Tracer = jax.core.Tracer  # pyright: ignore[reportAttributeAccessIssue]
+
+
+def as_param(value: ArrayLike) -> Array:
+    """A hyperparameter as a floating array leaf (ints become the default float)."""
+    if isinstance(value, _Tracer):
+        traced: Array = value  # pyright: ignore[reportAssignmentType]
+        if not jnp.issubdtype(traced.dtype, jnp.floating):
+            return traced.astype(jnp.result_type(float))
+        return traced
+    arr = jnp.asarray(value)
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        arr = arr.astype(jnp.result_type(float))
+    elif getattr(arr, "weak_type", False):
+        arr = jnp.asarray(arr, dtype=arr.dtype)  # strong type: no retrace on dtype
+    return arr
+
+
+def _is_concrete(x: Any) -> bool:
+    return not isinstance(x, _Tracer)
+
+
+_SIXTEEN = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+
+
+def _compute_dtype(*arrays: Array) -> tuple[Any, Any]:
+    """(compute dtype, result dtype) for the floating data arguments."""
+    floats = [a for a in arrays if jnp.issubdtype(a.dtype, jnp.floating)]
+    out = jnp.result_type(*floats) if floats else jnp.result_type(float)
+    out = jnp.dtype(out)
+    ct = jnp.dtype(jnp.float32) if out in _SIXTEEN else out
+    return ct, out
+
+
+def _to_rank(a: Array, rank: int) -> Array:
+    """Prepend size-1 axes so `a` has `rank` dims (scalars stay scalars)."""
+    if a.ndim == 0 or a.ndim >= rank:
+        return a
+    return a.reshape((1,) * (rank - a.ndim) + a.shape)
+
+
+def _check_data(name: str, a: Any, method: str, integer: bool = False) -> Array:
+    try:
+        arr = jnp.asarray(a)
+    except TypeError as e:
+        raise TypeError(
+            f"{method}: `{name}` must be an array of numbers, got {type(a).__name__}."
+        ) from e
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        raise TypeError(
+            f"{method}: `{name}` must be real, got dtype {arr.dtype}. "
+            "Pass the real part (or the modulus) explicitly."
+        )
+    if integer and not (jnp.issubdtype(arr.dtype, jnp.integer) or arr.dtype == jnp.bool_):
+        raise TypeError(
+            f"{method}: `{name}` must hold integer labels, got dtype {arr.dtype}. "
+            f"Cast with `{name}.astype(jnp.int32)` if the values are whole numbers."
+        )
+    if not (jnp.issubdtype(arr.dtype, jnp.number) or arr.dtype == jnp.bool_):
+        raise TypeError(f"{method}: `{name}` must be numeric, got dtype {arr.dtype}.")
+    return arr
+
+
+class AbstractNoise(eqx.Module):
+    r"""A noise model $p(x \mid \hat x)$.
+
+    Public methods (all broadcast over leading batch axes and never reduce over them):
+
+    - `nll(x, x_hat, where=None)`: the exact $-\log p(x\mid\hat x)$;
+    - `log_prob(x, x_hat, where=None)`: $\log p(x\mid\hat x)$;
+    - `loss(x, x_hat, where=None)`: `nll` minus the terms that do not depend on
+      `x_hat` (the familiar loss; each family documents the dropped constant);
+    - `predict(x_hat)`: the optimal point prediction for this noise;
+    - `sample(key, x_hat, shape=())`: draws of shape `shape + batch_shape`;
+    - `cdf`, `log_cdf`, `log_sf` for univariate families.
+
+    Subclasses are final; they implement `_loss` (and `_const`, `_predict`,
+    `_sample`, `_cdf`, ...) as one unbatched formula.
+    """
+
+    # Hyperparameter fields and their domains; checked at construction when
+    # concrete (ValueError) and in every call when checks are on (error_if).
+    _domains: ClassVar[dict[str, Domain]] = {}
+    # Number of trailing axes of `x_hat` that belong to one observation
+    # (1 for Categorical logits and for heteroscedastic (location, scale) pairs).
+    _x_hat_event_ndim: ClassVar[int] = 0
+    # Observations must have an integer dtype (Categorical labels).
+    _integer_x: ClassVar[bool] = False
+    # A value inside the support, substituted for impossible observations so the
+    # formula (and its gradient) stays finite there; `None`: support is all reals.
+    _safe_x: ClassVar[float | None] = None
+
+    def __check_init__(self):
+        for field, domain in self._domains.items():
+            value = getattr(self, field)
+            if _is_concrete(value):
+                arr = np.asarray(value)
+                ok = np.asarray(domain.contains(jnp.asarray(arr)))
+                if not ok.all():
+                    bad = arr[~ok] if arr.ndim else arr
+                    raise ValueError(
+                        f"{type(self).__name__}: `{field}` must be "
+                        f"{domain.description}, got {np.ravel(bad)[0].item()!r}."
+                    )
+
+    # ----------------------------------------------------------------- the formula
+
+    @abc.abstractmethod
+    def _loss(self, x: Array, x_hat: Array) -> Array:
+        """The part of the nll that depends on `x_hat` (x inside the support)."""
+
+    def _const(self, x: Array) -> Array | float:
+        """The part of the nll that does not depend on `x_hat` (dropped by `loss`)."""
+        return 0.0
+
+    def _nll(self, x: Array, x_hat: Array) -> Array:
+        return self._loss(x, x_hat) + self._const(x)
+
+    def _in_support(self, x: Array) -> Array | None:
+        """Boolean mask of possible observations, or None when every real is."""
+        return None
+
+    def _predict(self, x_hat: Array) -> Array:
+        raise NotImplementedError(f"{type(self).__name__} has no `predict`.")
+
+    def _sample(self, key: PRNGKeyArray, x_hat: Array, shape: tuple[int, ...]):
+        raise NotImplementedError(f"{type(self).__name__} has no `sample`.")
+
+    def _cdf(self, x: Array, x_hat: Array) -> Array:
+        raise NotImplementedError(
+            f"{type(self).__name__} is not univariate: it has no `cdf`."
+        )
+
+    def _log_cdf(self, x: Array, x_hat: Array) -> Array:
+        return jnp.log(self._cdf(x, x_hat))
+
+    def _log_sf(self, x: Array, x_hat: Array) -> Array:
+        return jnp.log1p(-self._cdf(x, x_hat))
+
+    # ------------------------------------------------------------ written once
+
+    def _hyperparameters(self) -> dict[str, Array]:
+        return {f: getattr(self, f) for f in self._domains}
+
+    def _prepared(self, dtype: Any, rank: int) -> AbstractNoise:
+        """A copy with hyperparameters cast to `dtype` and brought to `rank`."""
+        params = self._hyperparameters()
+        if not params:
+            return self
+        names = list(params)
+        new = [_to_rank(jnp.asarray(params[n]).astype(dtype), rank) for n in names]
+        return eqx.tree_at(
+            lambda m: [getattr(m, n) for n in names], self, new, is_leaf=lambda v: v is None
+        )
+
+    def _batch_shape(self, method: str, **arrays: tuple[int, ...]) -> tuple[int, ...]:
+        shapes = dict(arrays)
+        for n, p in self._hyperparameters().items():
+            shapes[f"{type(self).__name__}.{n}"] = jnp.shape(p)
+        try:
+            return tuple(np.broadcast_shapes(*shapes.values()))
+        except ValueError:
+            desc = ", ".join(f"`{k}` {v}" for k, v in shapes.items())
+            raise ValueError(
+                f"{type(self).__name__}.{method}: shapes do not broadcast: {desc}. "
+                "Batch axes must match or be 1 (trailing axes are aligned)."
+            ) from None
+
+    def _split_x_hat(self, x_hat: Array, method: str) -> tuple[int, ...]:
+        k = self._x_hat_event_ndim
+        if x_hat.ndim < k:
+            raise ValueError(
+                f"{type(self).__name__}.{method}: `x_hat` needs at least {k} "
+                f"trailing event axis (got shape {x_hat.shape})."
+            )
+        return x_hat.shape[: x_hat.ndim - k]
+
+    def _inputs(self, x, x_hat, where, method):
+        x = _check_data("x", x, f"{type(self).__name__}.{method}", self._integer_x)
+        x_hat = _check_data("x_hat", x_hat, f"{type(self).__name__}.{method}")
+        xh_batch = self._split_x_hat(x_hat, method)
+        shapes = {"x": x.shape, "x_hat": xh_batch}
+        if where is not None:
+            where = jnp.asarray(where)
+            if where.dtype != jnp.bool_:
+                raise TypeError(
+                    f"{type(self).__name__}.{method}: `where` must be a boolean mask, "
+                    f"got dtype {where.dtype}."
+                )
+            shapes["where"] = where.shape
+        batch = self._batch_shape(method, **shapes)
+        ct, out = _compute_dtype(x_hat, x)
+        rank = len(batch)
+        k = self._x_hat_event_ndim
+        if not self._integer_x:
+            x = x.astype(ct)
+        x = _to_rank(x, rank)
+        x_hat = x_hat.astype(ct)
+        if x_hat.ndim - k < rank and x_hat.ndim > k:
+            x_hat = x_hat.reshape((1,) * (rank - x_hat.ndim + k) + x_hat.shape)
+        elif x_hat.ndim == k and rank > 0 and k > 0:
+            x_hat = x_hat.reshape((1,) * rank + x_hat.shape)
+        if where is not None:
+            where = _to_rank(where, rank)
+        return self._prepared(ct, rank), x, x_hat, where, ct, out
+
+    def _mask_nan_and_support(self, x: Array):
+        """(ok, x_safe): ok is True where x is possible or NaN."""
+        inside = self._in_support(x)
+        if inside is None:
+            return None, x
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            inside = inside | jnp.isnan(x)
+        safe = jnp.asarray(self._safe_x if self._safe_x is not None else 0, x.dtype)
+        return inside, jnp.where(inside, x, safe)
+
+    def _checked(self, m: AbstractNoise, value: Array, x: Array | None = None) -> Array:
+        """Hyperparameter checks; with `x` (an nll), also the strict support check."""
+        mode = get_checks()
+        valid = None
+        for field, domain in m._domains.items():
+            bad = ~domain.contains(getattr(m, field))
+            if mode == "off":
+                valid = ~bad if valid is None else valid & ~bad
+            else:
+                value = eqx.error_if(
+                    value,
+                    jnp.any(bad),
+                    f"{type(self).__name__}: `{field}` must be {domain.description}.",
+                )
+        if valid is not None:
+            value = jnp.where(valid, value, jnp.nan)
+        if mode == "strict" and x is not None:
+            impossible = jnp.isposinf(value)
+            if jnp.issubdtype(x.dtype, jnp.floating):
+                impossible = impossible & ~jnp.isnan(x)
+            value = eqx.error_if(
+                value,
+                jnp.any(impossible),
+                f"{type(self).__name__}: an observation `x` has probability 0 "
+                "(nll = +inf): it is outside the support.",
+            )
+        return value
+
+    def _evaluate(self, formula, x, x_hat, where, method) -> Array:
+        m, x, x_hat, where, _, out = self._inputs(x, x_hat, where, method)
+        if where is not None:
+            safe_x = self._safe_x if self._safe_x is not None else 0
+            x = jnp.where(where, x, jnp.asarray(safe_x, x.dtype))
+            mask = where if self._x_hat_event_ndim == 0 else where[..., None]
+            x_hat = jnp.where(mask, x_hat, jnp.zeros((), x_hat.dtype))
+        ok, x_safe = m._mask_nan_and_support(x)
+        value = formula(m, x_safe, x_hat)
+        if ok is not None:
+            value = jnp.where(ok, value, jnp.asarray(jnp.inf, value.dtype))
+        if where is not None:
+            value = jnp.where(where, value, jnp.zeros((), value.dtype))
+        value = self._checked(m, value, x)
+        return value.astype(out)
+
+    def nll(
+        self, x: ArrayLike, x_hat: ArrayLike, where: Bool[ArrayLike, ...] | None = None
+    ) -> Array:
+        r"""Exact $-\log p(x \mid \hat x)$ per observation (broadcast, not reduced).
+
+        Impossible observations give `+inf`; elements where `where` is False give
+        exactly 0 with a zero gradient.
+        """
+        return self._evaluate(type(self)._nll, x, x_hat, where, "nll")
+
+    def log_prob(
+        self, x: ArrayLike, x_hat: ArrayLike, where: Bool[ArrayLike, ...] | None = None
+    ) -> Array:
+        r"""$\log p(x \mid \hat x) = -$`nll`."""
+        return -self.nll(x, x_hat, where)
+
+    def loss(
+        self, x: ArrayLike, x_hat: ArrayLike, where: Bool[ArrayLike, ...] | None = None
+    ) -> Array:
+        """`nll` minus the terms that do not depend on `x_hat` (see the family)."""
+        return self._evaluate(type(self)._loss, x, x_hat, where, "loss")
+
+    def _x_hat_only(self, x_hat: ArrayLike, method: str, extra_rank: int = 0):
+        x_hat = _check_data("x_hat", x_hat, f"{type(self).__name__}.{method}")
+        batch = self._batch_shape(method, x_hat=self._split_x_hat(x_hat, method))
+        ct, out = _compute_dtype(x_hat)
+        rank = len(batch) + extra_rank
+        k = self._x_hat_event_ndim
+        x_hat = x_hat.astype(ct)
+        lead = rank - (x_hat.ndim - k)
+        if lead > 0 and (x_hat.ndim > k or k > 0):
+            x_hat = x_hat.reshape((1,) * lead + x_hat.shape)
+        return self._prepared(ct, rank), x_hat, batch, ct, out
+
+    def predict(self, x_hat: ArrayLike) -> Array:
+        """The optimal point prediction under this noise (see the family)."""
+        m, x_hat, _, _, out = self._x_hat_only(x_hat, "predict")
+        value = m._predict(x_hat)
+        return self._checked(m, value).astype(out)
+
+    def sample(
+        self, key: PRNGKeyArray, x_hat: ArrayLike, shape: tuple[int, ...] = ()
+    ) -> Array:
+        """Draw observations, of shape `shape + batch_shape`."""
+        shape = tuple(shape)
+        m, x_hat, batch, _, out = self._x_hat_only(x_hat, "sample", len(shape))
+        draws = m._sample(key, x_hat, shape + batch)
+        draws = self._checked(m, draws)
+        if jnp.issubdtype(draws.dtype, jnp.floating):
+            draws = draws.astype(out)
+        return draws
+
+    def _univariate(self, formula, x, x_hat, method) -> Array:
+        m, x, x_hat, _, _, out = self._inputs(x, x_hat, None, method)
+        value = formula(m, x, x_hat)
+        return self._checked(m, value).astype(out)
+
+    def cdf(self, x: ArrayLike, x_hat: ArrayLike) -> Array:
+        r"""$P(X \le x \mid \hat x)$."""
+        return self._univariate(type(self)._cdf, x, x_hat, "cdf")
+
+    def log_cdf(self, x: ArrayLike, x_hat: ArrayLike) -> Array:
+        r"""$\log P(X \le x \mid \hat x)$, accurate in the lower tail."""
+        return self._univariate(type(self)._log_cdf, x, x_hat, "log_cdf")
+
+    def log_sf(self, x: ArrayLike, x_hat: ArrayLike) -> Array:
+        r"""$\log P(X > x \mid \hat x)$, accurate in the upper tail."""
+        return self._univariate(type(self)._log_sf, x, x_hat, "log_sf")

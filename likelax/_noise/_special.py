@@ -1,0 +1,29 @@
+"""Numerically careful building blocks shared by the families."""
+
+from __future__ import annotations
+
+import jax
+from jaxtyping import Array
+
+LOG_2PI = 1.8378770664093453  # log(2π)
+HALF_LOG_2PI = 0.9189385332046727  # ½ log(2π)
+LOG_2 = 0.6931471805599453
+LOG_PI = 1.1447298858494002
+
+
+@jax.custom_jvp
+def standardize(r: Array, scale: Array) -> Array:
+    r"""$z = r / s$ with the derivative written as $dz = (dr - z\,ds)/s$.
+
+    The plain quotient rule forms $r/s^2$, which overflows (or underflows to 0/0)
+    for tiny scales; this form stays finite wherever $z$ and $1/s$ are.
+    """
+    return r / scale
+
+
+@standardize.defjvp
+def _standardize_jvp(primals, tangents):
+    r, s = primals
+    dr, ds = tangents
+    z = r / s
+    return z, (dr - z * ds) / s

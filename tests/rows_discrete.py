@@ -1,0 +1,3 @@
+"""Table rows: discrete families (filled in by their implementation)."""
+
+ROWS = []

@@ -1,0 +1,3 @@
+"""Table rows: positive families (filled in by their implementation)."""
+
+ROWS = []
