@@ -1,9 +1,24 @@
-"""likelax: every loss is a negative log-likelihood under a noise model you choose."""
+"""likelax: every loss is a negative log-likelihood under a noise model you choose.
+
+Public names are listed once, here. Keep each group's imports in its own section.
+"""
 
 from ._config import checks as checks
 from ._config import get_checks as get_checks
 from ._config import set_checks as set_checks
 from ._noise._base import AbstractNoise as AbstractNoise
+
+# -- noise families: real line (location) --
 from ._noise._location import Gaussian as Gaussian
+
+# -- noise families: binary, categorical, counts --
+
+# -- noise families: positive, unit interval, circular --
+
+# -- combinators --
+
+# -- objectives --
+
+# -- fitting --
 
 __version__ = "0.1.0"
