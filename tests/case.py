@@ -31,6 +31,8 @@ class Case:
     - `familiar_loss`: `(noise, x, x_hat) -> ndarray` the loss people already use
       (optax & co.), which `noise.loss` must equal; None when there is none.
     - `univariate`: has `cdf`, `log_cdf`, `log_sf`.
+    - `no_grad`: integer-valued hyperparameters (e.g. Binomial `total_count`) that
+      the finite-difference gradient test leaves alone.
     """
 
     id: str
@@ -42,8 +44,9 @@ class Case:
     predict: Callable[[Any], np.ndarray]
     familiar_loss: Callable[[Any, np.ndarray, np.ndarray], np.ndarray] | None = None
     univariate: bool = True
-    # max |nll| magnitude guard for float32 / 16-bit comparisons (skip absurd points)
     sample_size: int = 4000
+    # hyperparameters not differentiated by the finite-difference test (integer ones)
+    no_grad: tuple[str, ...] = ()
 
 
 def logdensity(dist, x):
