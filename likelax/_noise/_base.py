@@ -20,6 +20,7 @@ compute dtype, with `x` already inside the support. The public methods here add:
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -43,10 +44,18 @@ __all__ = [
 
 
 class Domain(eqx.Module):
-    """The valid set of a hyperparameter, e.g. `POSITIVE`: `value > 0`."""
+    """The valid set of a hyperparameter, e.g. `POSITIVE`: `value > 0`.
+
+    `constrain` maps an unconstrained real to the domain and `unconstrain` is its
+    inverse (None for domains that cannot be learned by gradient, e.g. integers):
+    a learned hyperparameter is stored unconstrained, so it stays valid by
+    construction.
+    """
 
     description: str = eqx.field(static=True)
     contains: Callable[[Any], Any] = eqx.field(static=True)
+    constrain: Callable[[Any], Any] | None = eqx.field(static=True, default=None)
+    unconstrain: Callable[[Any], Any] | None = eqx.field(static=True, default=None)
 
 
 def _positive(v):
@@ -65,10 +74,16 @@ def _real(v):
     return ~jnp.isnan(v)
 
 
-POSITIVE = Domain("> 0", _positive)
-UNIT_INTERVAL_OPEN = Domain("in the open interval (0, 1)", _unit_open)
+def _identity(v):
+    return v
+
+
+POSITIVE = Domain("> 0", _positive, jnp.exp, jnp.log)
+UNIT_INTERVAL_OPEN = Domain(
+    "in the open interval (0, 1)", _unit_open, jax.nn.sigmoid, jax.scipy.special.logit
+)
 NONNEGATIVE_INTEGER = Domain("a non-negative integer", _nonneg_int)
-REAL = Domain("a real number (not NaN)", _real)
+REAL = Domain("a real number (not NaN)", _real, _identity, _identity)
 
 
 _Tracer = jax.core.Tracer  # pyright: ignore[reportAttributeAccessIssue]
@@ -216,7 +231,10 @@ class AbstractNoise(eqx.Module):
         return {f: getattr(self, f) for f in self._domains}
 
     def _prepared(self, dtype: Any, rank: int) -> AbstractNoise:
-        """A copy with hyperparameters cast to `dtype` and brought to `rank`."""
+        """A copy with hyperparameters cast to `dtype` and brought to `rank`.
+
+        Combinators override this to prepare their components too.
+        """
         params = self._hyperparameters()
         if not params:
             return self
@@ -287,22 +305,30 @@ class AbstractNoise(eqx.Module):
         safe = jnp.asarray(self._safe_x if self._safe_x is not None else 0, x.dtype)
         return inside, jnp.where(inside, x, safe)
 
+    def _violations(self) -> list[tuple[str, Array]]:
+        """(message, bad mask) for every hyperparameter; combinators add their
+        components' (the module must already be `_prepared`)."""
+        return [
+            (
+                f"{type(self).__name__}: `{field}` must be {domain.description}.",
+                ~domain.contains(getattr(self, field)),
+            )
+            for field, domain in self._domains.items()
+        ]
+
     def _checked(self, m: AbstractNoise, value: Array, x: Array | None = None) -> Array:
         """Hyperparameter checks; with `x` (an nll), also the strict support check."""
         mode = get_checks()
-        valid = None
-        for field, domain in m._domains.items():
-            bad = ~domain.contains(getattr(m, field))
-            if mode == "off":
-                valid = ~bad if valid is None else valid & ~bad
-            else:
-                value = eqx.error_if(
-                    value,
-                    jnp.any(bad),
-                    f"{type(self).__name__}: `{field}` must be {domain.description}.",
+        violations = m._violations()
+        if mode == "off":
+            if violations:
+                valid = ~functools.reduce(
+                    jnp.logical_or, [jnp.any(bad) for _, bad in violations]
                 )
-        if valid is not None:
-            value = jnp.where(valid, value, jnp.nan)
+                value = jnp.where(valid, value, jnp.nan)
+            return value
+        for msg, bad in violations:
+            value = eqx.error_if(value, jnp.any(bad), msg)
         if mode == "strict" and x is not None:
             impossible = jnp.isposinf(value)
             if jnp.issubdtype(x.dtype, jnp.floating):
@@ -315,6 +341,22 @@ class AbstractNoise(eqx.Module):
             )
         return value
 
+    def _masked(self, formula, x: Array, x_hat: Array) -> Array:
+        """`formula` with impossible observations mapped to exactly `+inf` (and a
+        zero gradient): the building block combinators call on their components."""
+        ok, x_safe = self._mask_nan_and_support(x)
+        value = formula(self, x_safe, x_hat)
+        if ok is not None:
+            value = jnp.where(ok, value, jnp.asarray(jnp.inf, value.dtype))
+        return value
+
+    def _inner_nll(self, x: Array, x_hat: Array) -> Array:
+        """The nll on prepared inputs (no dtype, shape or value checks)."""
+        return self._masked(type(self)._nll, x, x_hat)
+
+    def _inner_loss(self, x: Array, x_hat: Array) -> Array:
+        return self._masked(type(self)._loss, x, x_hat)
+
     def _evaluate(self, formula, x, x_hat, where, method) -> Array:
         m, x, x_hat, where, _, out = self._inputs(x, x_hat, where, method)
         if where is not None:
@@ -322,10 +364,7 @@ class AbstractNoise(eqx.Module):
             x = jnp.where(where, x, jnp.asarray(safe_x, x.dtype))
             mask = where if self._x_hat_event_ndim == 0 else where[..., None]
             x_hat = jnp.where(mask, x_hat, jnp.zeros((), x_hat.dtype))
-        ok, x_safe = m._mask_nan_and_support(x)
-        value = formula(m, x_safe, x_hat)
-        if ok is not None:
-            value = jnp.where(ok, value, jnp.asarray(jnp.inf, value.dtype))
+        value = m._masked(formula, x, x_hat)
         if where is not None:
             value = jnp.where(where, value, jnp.zeros((), value.dtype))
         value = self._checked(m, value, x)
