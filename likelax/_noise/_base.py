@@ -40,6 +40,8 @@ __all__ = [
     "AbstractNoise",
     "Domain",
     "as_param",
+    "constrained",
+    "unconstrained",
 ]
 
 
@@ -257,6 +259,11 @@ class AbstractNoise(eqx.Module):
                 "Batch axes must match or be 1 (trailing axes are aligned)."
             ) from None
 
+    def _hyperparameter_paths(self) -> dict[str, Domain]:
+        """Every hyperparameter as a dotted path (e.g. `"scale"`, `"components.1.df"`)
+        with its domain. Combinators override this to add their components'."""
+        return dict(self._domains)
+
     def _split_x_hat(self, x_hat: Array, method: str) -> tuple[int, ...]:
         k = self._x_hat_event_ndim
         if x_hat.ndim < k:
@@ -438,3 +445,39 @@ class AbstractNoise(eqx.Module):
     def log_sf(self, x: ArrayLike, x_hat: ArrayLike) -> Array:
         r"""$\log P(X > x \mid \hat x)$, accurate in the upper tail."""
         return self._univariate(type(self)._log_sf, x, x_hat, "log_sf")
+
+
+def _resolve(noise: Any, path: str) -> Any:
+    for part in path.split("."):
+        noise = noise[int(part)] if part.isdigit() else getattr(noise, part)
+    return noise
+
+
+def unconstrained(noise: AbstractNoise, paths: list[str]) -> dict[str, Array]:
+    """The named hyperparameters mapped to the real line by their domains."""
+    domains = noise._hyperparameter_paths()
+    out = {}
+    for path in paths:
+        if path not in domains:
+            raise ValueError(
+                f"{type(noise).__name__} has no hyperparameter {path!r}; it has "
+                f"{sorted(domains)}."
+            )
+        domain = domains[path]
+        if domain.unconstrain is None:
+            raise ValueError(
+                f"{type(noise).__name__}.{path} is {domain.description} and cannot be "
+                "learned by gradient."
+            )
+        out[path] = domain.unconstrain(_resolve(noise, path))
+    return out
+
+
+def constrained(noise: AbstractNoise, values: dict[str, Array]) -> AbstractNoise:
+    """`noise` with the hyperparameters in `values` (unconstrained) mapped back."""
+    if not values:
+        return noise
+    domains = noise._hyperparameter_paths()
+    paths = list(values)
+    new = [domains[p].constrain(values[p]) for p in paths]  # type: ignore[misc]
+    return eqx.tree_at(lambda m: [_resolve(m, p) for p in paths], noise, new)
