@@ -4,6 +4,7 @@ Public names are listed once, here. Keep each group's imports in its own section
 """
 
 from ._config import checks as checks
+from ._data import load_dataset as load_dataset
 from ._config import get_checks as get_checks
 from ._config import set_checks as set_checks
 from ._noise._base import AbstractNoise as AbstractNoise
