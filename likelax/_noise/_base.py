@@ -176,6 +176,12 @@ class AbstractNoise(eqx.Module):
     _x_hat_event_ndim: ClassVar[int] = 0
     # Observations must have an integer dtype (Categorical labels).
     _integer_x: ClassVar[bool] = False
+    # Observations are integers (a mass, not a density): PIT is randomised, and
+    # mixtures refuse to mix densities with masses.
+    _discrete: ClassVar[bool] = False
+    # The nll is exactly normalised (False only for user noise built from a bare
+    # loss without its normaliser): model comparison refuses to rank otherwise.
+    _normalised: ClassVar[bool] = True
     # A value inside the support, substituted for impossible observations so the
     # formula (and its gradient) stays finite there; `None`: support is all reals.
     _safe_x: ClassVar[float | None] = None
