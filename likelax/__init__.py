@@ -22,4 +22,8 @@ from ._noise._location import Gaussian as Gaussian
 
 # -- fitting --
 
+# -- diagnostics and comparison --
+from ._diagnostics import calibration as calibration
+from ._diagnostics import pit as pit
+
 __version__ = "0.1.0"
