@@ -19,6 +19,13 @@ from ._noise._location import Gaussian as Gaussian
 # -- combinators --
 
 # -- objectives --
+from ._objective import AbstractObjective as AbstractObjective
+from ._objective import AbstractTerm as AbstractTerm
+from ._objective import Likelihood as Likelihood
+from ._objective import Objective as Objective
+from ._objective import Prior as Prior
+from ._objective import likelihood as likelihood
+from ._objective import prior as prior
 
 # -- fitting --
 
