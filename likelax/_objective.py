@@ -34,8 +34,13 @@ as `params` and a function that applies it, e.g.
 inside `model` (an `equinox.Module` or `jax.tree_util.Partial` with array fields) are
 leaves of the objective and are **held fixed** by a fit; everything else about
 `model` is a static field. So an objective passes through plain `jax.jit` as an
-argument: define the model, selectors and `on` functions once (a new `lambda` is a
-new static value and retraces).
+argument, `jax.jit(lambda obj, p, d: obj(p, d))(objective, params, data)`: define the
+model, selectors and `on` functions once (a new `lambda` is a new static value and
+retraces). New hyperparameter values or weights (same structure) do not retrace.
+`jax.jit(objective)` itself does not work, as for every Equinox module holding arrays
+(`jax.jit` hashes the function it wraps): pass the objective as an argument, or use
+`eqx.filter_jit(objective)`. In multi-task objectives, give every head the same
+`model` object: the model then runs once per call.
 
 **Weight decay is MAP with a Gaussian prior; AdamW is not.** With a prior
 $\mathcal N(0, \tau^2)$ on the weights, $\nabla_\theta[-\log p(\theta)] = \theta/\tau^2$,

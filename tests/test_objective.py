@@ -206,7 +206,7 @@ def test_value_matches_scipy():
 def test_tempered_term_scales_exactly(w):
     lik, prior, p, data = _lik_prior()
     v, g = jax.value_and_grad(lik)(p, data)
-    for tempered in (w * lik, lik * w, lik / (1 / w)):
+    for tempered in (w * lik, lik * w, lik / (1 / w), np.float64(w) * lik):
         vt, gt = jax.value_and_grad(tempered)(p, data)
         np.testing.assert_allclose(vt, w * v, rtol=1e-14)
         for key in p:
@@ -466,6 +466,22 @@ def test_jit_with_objective_as_argument():
     v2, _ = value_and_grad(other, p, data)
     np.testing.assert_allclose(v2, other(p, data), rtol=1e-12)
     assert len(traces) == 1
+
+
+def test_vmap_over_weights_and_hyperparameters():
+    """Weights and noise hyperparameters are array leaves: vmap runs many objectives
+    in one program, equal to the separate calls."""
+    lik, prior, p, (X, y) = _lik_prior()
+    temps = jnp.asarray([0.0, 0.5, 2.0])
+    scales = jnp.asarray([0.3, 1.0, 4.0])
+    by_temp = jax.vmap(lambda w: (w * lik + prior)(p, (X, y)))(temps)
+    by_scale = jax.vmap(lambda s: lik.with_noise(llx.Gaussian(s))(p, (X, y)))(scales)
+    mean = X @ np.asarray(p["w"]) + float(p["b"])
+    prior_value = _gauss_nll_sum(p["w"], 0, 1.5)
+    np.testing.assert_allclose(
+        by_temp, [w * _gauss_nll_sum(y, mean, 0.8) + prior_value for w in temps], rtol=1e-13
+    )
+    np.testing.assert_allclose(by_scale, [_gauss_nll_sum(y, mean, s) for s in scales])
 
 
 # ---------------------------------------------------------------- learned
