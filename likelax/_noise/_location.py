@@ -1,14 +1,100 @@
-r"""Real-valued noise with a location `x_hat`: Gaussian and the robust families."""
+r"""Real-valued noise with a location `x_hat`: Gaussian and the robust families.
+
+Every family here is a location-scale family on the real line,
+$p(x\mid\hat x) = \tfrac1s f\!\big((x-\hat x)/s\big)$, so its nll is
+$\rho(z) + \log s + \log Z$ with $z = (x-\hat x)/s$ standardised once (with
+`standardize`, whose derivative stays finite for tiny scales) and differentiated
+through. `loss` keeps $\rho(z)$, the part that depends on `x_hat`.
+
+The symmetric families share one tail function $\ell(m) = \log P(Z > m)$, $m \ge 0$,
+from which `cdf`, `log_cdf` and `log_sf` are built without cancellation in either
+tail (`_symmetric_cdfs`).
+"""
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import log_ndtr, ndtr
+from jax import lax
+from jax.scipy.special import erf, gammaincc, gammaln, log_ndtr, ndtr
 from jaxtyping import Array, ArrayLike, Float
 
-from ._base import POSITIVE, AbstractNoise, as_param
-from ._special import HALF_LOG_2PI, standardize
+from ._base import POSITIVE, UNIT_INTERVAL_OPEN, AbstractNoise, as_param
+from ._special import HALF_LOG_2PI, LOG_2, LOG_PI, standardize
+
+__all__ = [
+    "AsymmetricLaplace",
+    "Cauchy",
+    "Gaussian",
+    "GeneralizedNormal",
+    "Huber",
+    "Laplace",
+    "StudentT",
+]
+
+_HALF_LOG_PI = 0.5 * LOG_PI
+_SQRT_HALF = math.sqrt(0.5)
+_SQRT_HALF_PI = math.sqrt(0.5 * math.pi)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _broadcast_location(noise: AbstractNoise, x_hat: Array) -> Array:
+    """`x_hat` broadcast against the hyperparameters (what `predict` returns)."""
+    shapes = [jnp.shape(p) for p in noise._hyperparameters().values()]
+    return jnp.broadcast_to(x_hat, jnp.broadcast_shapes(x_hat.shape, *shapes))
+
+
+def _log1p_square(w: Array) -> Array:
+    r"""$\log(1 + w^2)$ for any finite $w$, with one `log1p` per element.
+
+    For $|w| > 1/\epsilon$ the square would overflow (float32: $|w| > 1.8\cdot10^{19}$)
+    while $\log(1+w^2) = 2\log|w|$ to working precision; there $2\,\mathrm{log1p}(|w|)$
+    is used (relative error below $\epsilon/\log|w|$).
+    """
+    t = jnp.abs(w)
+    big = t > 1.0 / jnp.finfo(t.dtype).eps
+    q = jnp.where(big, t, t * t)
+    value = jnp.log1p(q)
+    return jnp.where(big, value + value, value)
+
+
+def _log1mexp(v: Array) -> Array:
+    r"""$\log(1 - e^v)$ for $v \le \log\tfrac12$ (where `log1p(-exp(v))` is exact)."""
+    return jnp.log1p(-jnp.exp(v))
+
+
+def _symmetric_cdfs(log_tail: Array, z: Array) -> tuple[Array, Array, Array]:
+    r"""(cdf, log_cdf, log_sf) of a symmetric standardised law from
+    $\ell = \log P(Z > |z|)$.
+
+    $\ell$ must be computed from $m$ = `_abs_right(z)` (derivative $+1$ at $z=0$), so
+    that the branches chosen at $z = 0$ (those of $z \ge 0$) carry the right
+    one-sided derivative.
+    """
+    right = z >= 0
+    tail = jnp.exp(log_tail)
+    cdf = jnp.where(right, -jnp.expm1(log_tail), tail)
+    other = _log1mexp(log_tail)
+    log_cdf = jnp.where(right, other, log_tail)
+    log_sf = jnp.where(right, log_tail, other)
+    return cdf, log_cdf, log_sf
+
+
+def _abs_right(z: Array) -> Array:
+    """$|z|$ with derivative $+1$ at 0 (the branch `_symmetric_cdfs` uses there)."""
+    return jnp.where(z >= 0, z, -z)
+
+
+def _finite(x: Array) -> Array:
+    return jnp.isfinite(x)
+
+
+# ---------------------------------------------------------------------- Gaussian
 
 
 class Gaussian(AbstractNoise):
@@ -47,3 +133,619 @@ class Gaussian(AbstractNoise):
 
     def _log_sf(self, x, x_hat):
         return log_ndtr(-standardize(x - x_hat, self.scale))
+
+
+# ----------------------------------------------------------------------- Laplace
+
+
+class Laplace(AbstractNoise):
+    r"""Laplace noise: $-\log p(x\mid\hat x) = |z| + \log 2s$, $z = (x-\hat x)/s$.
+
+    `x_hat` is the median (and the mean); `predict` returns it. `loss` drops
+    $\log 2s$ and keeps $|z|$: with `scale=1` it is the absolute error $|x-\hat x|$.
+    The cdf is $\tfrac12 e^{z}$ for $z<0$ and $1-\tfrac12 e^{-z}$ for $z\ge0$; its
+    logarithm is exact in both tails ($\log P(X>x) = -z-\log 2$ for $z>0$).
+    """
+
+    scale: Float[Array, "*#batch"]
+    _domains = {"scale": POSITIVE}
+
+    def __init__(self, scale: Float[ArrayLike, "*#batch"] = 1.0):
+        self.scale = as_param(scale)
+
+    def _loss(self, x, x_hat):
+        return jnp.abs(standardize(x - x_hat, self.scale))
+
+    def _const(self, x):
+        return jnp.log(self.scale) + LOG_2
+
+    def _predict(self, x_hat):
+        return _broadcast_location(self, x_hat)
+
+    def _sample(self, key, x_hat, shape):
+        return x_hat + self.scale * jax.random.laplace(key, shape, x_hat.dtype)
+
+    def _tails(self, x, x_hat):
+        z = standardize(x - x_hat, self.scale)
+        return _symmetric_cdfs(-_abs_right(z) - LOG_2, z)
+
+    def _cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[0]
+
+    def _log_cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[1]
+
+    def _log_sf(self, x, x_hat):
+        return self._tails(x, x_hat)[2]
+
+
+# ------------------------------------------------------------ Student-t, Cauchy
+
+# D(nu) = lgamma((nu+1)/2) - lgamma(nu/2) - log(nu/2)/2, asymptotically
+# sum_k c_k nu^-(2k+1) with c_k = (2^(1-2j) - 2) B_2j 2^(2j-1) / (2j (2j-1)), j = k+1.
+_D_SERIES = (
+    -1 / 4,
+    1 / 24,
+    -1 / 20,
+    17 / 112,
+    -31 / 36,
+    691 / 88,
+    -5461 / 52,
+    929569 / 480,
+)
+_D_SWITCH = 20.0  # the series above is exact to ~1e-18 for nu >= 20
+
+
+def _student_d(nu: Array) -> Array:
+    r"""$D(\nu) = \log\Gamma(\frac{\nu+1}2) - \log\Gamma(\frac\nu2) - \frac12\log\frac\nu2$.
+
+    $D(\nu) \to 0$ as $\nu\to\infty$ ($D = -\tfrac1{4\nu} + \tfrac1{24\nu^3} - \dots$):
+    for $\nu \ge 20$ the asymptotic series is used, so there is no cancellation
+    between huge log-gammas and $\nu = +\infty$ gives exactly 0.
+    """
+    small = nu < _D_SWITCH
+    ns = jnp.where(small, nu, 1.0)
+    direct = gammaln(0.5 * ns + 0.5) - gammaln(0.5 * ns) - 0.5 * jnp.log(0.5 * ns)
+    u = 1.0 / jnp.where(small, _D_SWITCH, nu)
+    u2 = u * u
+    poly = jnp.zeros_like(u2)
+    for c in reversed(_D_SERIES):
+        poly = poly * u2 + c
+    return jnp.where(small, direct, u * poly)
+
+
+# BGRAT (DiDonato & Morris 1992, eq. 9.3-9.4) coefficients p_n for b = 1/2.
+def _bgrat_p(b: float, count: int) -> tuple[float, ...]:
+    p = [1.0]
+    for n in range(1, count):
+        s = sum((m * b - n) * p[n - m] / math.factorial(2 * m + 1) for m in range(1, n))
+        p.append(s / n + (b - 1) / math.factorial(2 * n + 1))
+    return tuple(p)
+
+
+_BGRAT_P = _bgrat_p(0.5, 16)
+_SHIFT_A = 30.0  # BGRAT is used for a >= 30 (smaller a are shifted up by recurrence)
+_SERIES_TERMS = 60  # power series terms for x <= 1/2 (ratio < 1/2: 2^-60 < eps)
+
+
+def _log_beta_half(a: Array, lx: Array, ly: Array) -> Array:
+    r"""$\log I_x(a, \tfrac12)$, the regularised incomplete beta, from $\log x$ and
+    $\log(1-x)$ (both given accurately), for finite $a > 0$.
+
+    - $x \le \tfrac12$: the power series $I_x(a,b) = \sum_k T_k$,
+      $T_0 = x^a(1-x)^b/(a B(a,b))$, $T_{k+1}/T_k = x(a+b+k)/(a+k+1)$, summed relative
+      to $T_0$ (relative accuracy deep in the tail, no underflow).
+    - $x > \tfrac12$: $I_x(a,b) = \sum_{k<n} T_k + I_x(a+n, b)$ with $a+n \ge 30$,
+      the last term by the BGRAT asymptotic expansion for large $a$ and small $b$
+      (DiDonato & Morris 1992, TOMS 708, eq. 9), whose leading term is
+      $Q(\tfrac12, u) = \mathrm{erfc}\sqrt u$, $u = -(a+n-\tfrac14)\log x$.
+    """
+    dtype = lx.dtype
+    b = 0.5
+    x = jnp.exp(lx)
+    low = x <= 0.5
+    n_shift = jnp.clip(jnp.ceil(_SHIFT_A - a), 0.0, float(_SERIES_TERMS))
+    n_terms = jnp.where(low, float(_SERIES_TERMS), n_shift)
+    # log T_0 = a lx + b ly + lgamma(a + 1/2) - lgamma(a + 1) - lgamma(1/2)
+    log_t0 = a * lx + b * ly + _student_d(2.0 * a) - 0.5 * jnp.log(a) - _HALF_LOG_PI
+
+    def body(k, carry):
+        r, s = carry
+        kf = jnp.asarray(k, dtype)
+        s = s + jnp.where(kf < n_terms, r, 0.0)
+        r = r * x * (a + b + kf) / (a + 1.0 + kf)
+        return r, s
+
+    shape = jnp.broadcast_shapes(jnp.shape(a), jnp.shape(lx), jnp.shape(ly))
+    ones = jnp.ones(shape, dtype)
+    _, s = lax.fori_loop(0, _SERIES_TERMS, body, (ones, jnp.zeros(shape, dtype)))
+    has_s = s > 0
+    log_s = jnp.where(has_s, jnp.log(jnp.where(has_s, s, 1.0)), -jnp.inf)
+    log_low = log_t0 + log_s
+
+    # BGRAT for I_x(a', 1/2), a' = a + n_shift >= 30, on x > 1/2 (safe values elsewhere)
+    ap = jnp.where(low, _SHIFT_A, a + n_shift)
+    lxb = jnp.where(low, -0.5, lx)
+    t = ap - 0.25  # a' + (b - 1)/2
+    u = -t * lxb
+    pos = u > 0
+    us = jnp.where(pos, u, 1.0)
+    sqrt_u = jnp.where(pos, jnp.sqrt(us), 0.0)
+    log_k0 = LOG_2 + log_ndtr(-math.sqrt(2.0) * sqrt_u)  # log erfc(sqrt u)
+    log_h = jnp.where(pos, 0.5 * jnp.log(us) - u - _HALF_LOG_PI, -jnp.inf)
+    g = jnp.exp(log_h - log_k0)
+    t4 = 4.0 * t * t
+    lx2 = 0.25 * lxb * lxb
+    r = jnp.ones_like(u)
+    total = jnp.ones_like(u)
+    lxp = jnp.ones_like(u)
+    b2n = b
+    for p_n in _BGRAT_P[1:]:
+        r = (b2n * (b2n + 1.0) * r + (u + b2n + 1.0) * lxp * g) / t4
+        lxp = lxp * lx2
+        b2n += 2.0
+        total = total + p_n * r
+    log_high = (
+        0.5 * jnp.log(ap)
+        + _student_d(2.0 * ap)
+        - 0.5 * jnp.log(t)
+        + log_k0
+        + jnp.log(total)
+    )
+    return jnp.where(low, log_low, jnp.logaddexp(log_low, log_high))
+
+
+def _t_log_tail_raw(m: Array, nu: Array) -> Array:
+    """log P(T_nu > m) for m >= 0 and finite nu > 0."""
+    w = m * lax.rsqrt(nu)
+    lx = -_log1p_square(w)  # x = nu / (nu + m^2) = 1 / (1 + w^2)
+    big = w > 1.0
+    wb = jnp.where(big, w, 1.0)
+    pos = w > 0
+    ws = jnp.where(pos, w, 1.0)
+    ly = jnp.where(
+        big,
+        -jnp.log1p(1.0 / (wb * wb)),
+        jnp.where(pos, 2.0 * jnp.log(ws) + lx, -jnp.inf),
+    )
+    return _log_beta_half(0.5 * nu, lx, ly) - LOG_2
+
+
+def _t_log_pdf(m: Array, nu: Array) -> Array:
+    w = m * lax.rsqrt(nu)
+    return -((0.5 * nu + 0.5) * _log1p_square(w) + HALF_LOG_2PI - _student_d(nu))
+
+
+@jax.custom_jvp
+def _t_log_tail(m: Array, nu: Array) -> Array:
+    r"""$\log P(T_\nu > m)$, $m \ge 0$; its $m$-derivative is $-p(m)/P(T_\nu>m)$."""
+    return _t_log_tail_raw(m, nu)
+
+
+@_t_log_tail.defjvp
+def _t_log_tail_jvp(primals, tangents):
+    m, nu = primals
+    dm, dnu = tangents
+    out, d_nu = jax.jvp(lambda n: _t_log_tail_raw(m, n), (nu,), (dnu,))
+    return out, d_nu - jnp.exp(_t_log_pdf(m, nu) - out) * dm
+
+
+class StudentT(AbstractNoise):
+    r"""Student-t noise with `df` $=\nu$ degrees of freedom:
+
+    $$-\log p(x\mid\hat x) = \tfrac{\nu+1}2\log\!\big(1+\tfrac{z^2}\nu\big) + \log s
+    + \tfrac12\log\nu\pi + \log\Gamma(\tfrac\nu2) - \log\Gamma(\tfrac{\nu+1}2),
+    \qquad z = (x-\hat x)/s.$$
+
+    `x_hat` is the location (the median; the mean when $\nu>1$); `predict` returns
+    it. `loss` keeps $\tfrac{\nu+1}2\log(1+z^2/\nu)$ and drops the rest (which
+    depends on $\nu$ and $s$). `df = inf` is allowed and gives exactly the
+    `Gaussian(scale)` nll (and loss); large finite `df` tends to it smoothly (the
+    log-gamma difference is evaluated by its asymptotic series, without
+    cancellation). Huge residuals are exact: $\log(1+w^2)$ never forms $w^2$ when it
+    would overflow. `x = ±inf` is outside the support (nll `+inf`).
+
+    The cdf is the regularised incomplete beta function
+    $P(T>|z|) = \tfrac12 I_{\nu/(\nu+z^2)}(\tfrac\nu2,\tfrac12)$, computed in log
+    space (accurate in both tails).
+    """
+
+    df: Float[Array, "*#batch"]
+    scale: Float[Array, "*#batch"]
+    _domains = {"df": POSITIVE, "scale": POSITIVE}
+
+    def __init__(
+        self, df: Float[ArrayLike, "*#batch"], scale: Float[ArrayLike, "*#batch"] = 1.0
+    ):
+        self.df = as_param(df)
+        self.scale = as_param(scale)
+
+    def _in_support(self, x):
+        return _finite(x)
+
+    def _finite_df(self):
+        gauss = jnp.isinf(self.df)
+        return gauss, jnp.where(gauss, 1.0, self.df)
+
+    def _loss(self, x, x_hat):
+        gauss, nu = self._finite_df()
+        z = standardize(x - x_hat, self.scale)
+        student = (0.5 * nu + 0.5) * _log1p_square(z * lax.rsqrt(nu))
+        return jnp.where(gauss, 0.5 * z * z, student)
+
+    def _const(self, x):
+        return jnp.log(self.scale) + (HALF_LOG_2PI - _student_d(self.df))
+
+    def _predict(self, x_hat):
+        return _broadcast_location(self, x_hat)
+
+    def _sample(self, key, x_hat, shape):
+        gauss, nu = self._finite_df()
+        k1, k2 = jax.random.split(key)
+        normal = jax.random.normal(k1, shape, x_hat.dtype)
+        # chi2_nu / nu = Gamma(nu/2) / (nu/2), drawn in log space (no underflow)
+        log_g = jax.random.loggamma(
+            k2, jnp.broadcast_to(0.5 * nu, shape), shape, x_hat.dtype
+        )
+        factor = jnp.where(gauss, 1.0, jnp.exp(-0.5 * (log_g - jnp.log(0.5 * nu))))
+        return x_hat + self.scale * normal * factor
+
+    def _tails(self, x, x_hat):
+        gauss, nu = self._finite_df()
+        z = standardize(x - x_hat, self.scale)
+        m = _abs_right(z)
+        log_tail = jnp.where(gauss, log_ndtr(-m), _t_log_tail(m, nu))
+        return _symmetric_cdfs(log_tail, z)
+
+    def _cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[0]
+
+    def _log_cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[1]
+
+    def _log_sf(self, x, x_hat):
+        return self._tails(x, x_hat)[2]
+
+
+class Cauchy(AbstractNoise):
+    r"""Cauchy noise: $-\log p(x\mid\hat x) = \log(1+z^2) + \log \pi s$,
+    $z = (x-\hat x)/s$ (Student-t with one degree of freedom).
+
+    `x_hat` is the location (the median); `predict` returns it. `loss` keeps
+    $\log(1+z^2)$ and drops $\log\pi s$. Huge residuals are exact
+    ($\log(1+z^2)$ never forms $z^2$ when it would overflow). The cdf is
+    $\tfrac1\pi\operatorname{atan2}(1, -z)$, and the tail
+    $\log P(X>x) = \log\operatorname{atan2}(1, z) - \log\pi$ is accurate for large $z$.
+    `x = ±inf` is outside the support (nll `+inf`).
+    """
+
+    scale: Float[Array, "*#batch"]
+    _domains = {"scale": POSITIVE}
+
+    def __init__(self, scale: Float[ArrayLike, "*#batch"] = 1.0):
+        self.scale = as_param(scale)
+
+    def _in_support(self, x):
+        return _finite(x)
+
+    def _loss(self, x, x_hat):
+        return _log1p_square(standardize(x - x_hat, self.scale))
+
+    def _const(self, x):
+        return jnp.log(self.scale) + LOG_PI
+
+    def _predict(self, x_hat):
+        return _broadcast_location(self, x_hat)
+
+    def _sample(self, key, x_hat, shape):
+        return x_hat + self.scale * jax.random.cauchy(key, shape, x_hat.dtype)
+
+    def _tails(self, x, x_hat):
+        z = standardize(x - x_hat, self.scale)
+        log_tail = jnp.log(jnp.arctan2(1.0, _abs_right(z))) - LOG_PI
+        return _symmetric_cdfs(log_tail, z)
+
+    def _cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[0]
+
+    def _log_cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[1]
+
+    def _log_sf(self, x, x_hat):
+        return self._tails(x, x_hat)[2]
+
+
+# ------------------------------------------------------------------------- Huber
+
+
+def _huber_log_norm(delta: Array) -> Array:
+    r"""$\log Z_\delta$, $Z_\delta = \int e^{-\rho_\delta(z)}dz
+    = \sqrt{2\pi}\,\mathrm{erf}(\delta/\sqrt2) + \tfrac2\delta e^{-\delta^2/2}$."""
+    small = delta < 1.0
+    gauss = jnp.isinf(delta)
+    ds = jnp.where(small, delta, 1.0)
+    # Z = (2/d) e^{-d^2/2} (1 + d sqrt(pi/2) erf(d/sqrt 2) e^{d^2/2}) for small d
+    log_small = (
+        LOG_2
+        - jnp.log(ds)
+        - 0.5 * ds * ds
+        + jnp.log1p(_SQRT_HALF_PI * ds * erf(_SQRT_HALF * ds) * jnp.exp(0.5 * ds * ds))
+    )
+    dl = jnp.where(small | gauss, 1.0, delta)
+    log_large = jnp.log(
+        _SQRT_2PI * erf(_SQRT_HALF * dl) + 2.0 * jnp.exp(-0.5 * dl * dl - jnp.log(dl))
+    )
+    return jnp.where(small, log_small, jnp.where(gauss, HALF_LOG_2PI, log_large))
+
+
+class Huber(AbstractNoise):
+    r"""Huber noise: $p(x\mid\hat x) = \frac{1}{s Z_\delta}\exp(-\rho_\delta(z))$,
+    $z = (x-\hat x)/s$, with the Huber function
+    $\rho_\delta(z) = \tfrac12 z^2$ for $|z|\le\delta$ and
+    $\delta(|z| - \tfrac\delta2)$ otherwise, and the exact normaliser
+
+    $$Z_\delta = \int e^{-\rho_\delta} = \sqrt{2\pi}\,\big(2\Phi(\delta)-1\big)
+    + \tfrac2\delta e^{-\delta^2/2}.$$
+
+    So $-\log p = \rho_\delta(z) + \log s + \log Z_\delta$. `x_hat` is the location
+    (median and mean); `predict` returns it. `loss` keeps $\rho_\delta(z)$ (written as
+    `optax.huber_loss` writes it, which it equals for `scale=1`) and drops
+    $\log s Z_\delta$. `delta = inf` gives the Gaussian. Huge residuals stay on the
+    linear branch (finite, derivative $\pm\delta/s$).
+
+    The cdf is piecewise: $F(z) = e^{\delta z + \delta^2/2}/(\delta Z_\delta)$ for
+    $z < -\delta$, $F(-\delta) + \sqrt{2\pi}(\Phi(z) - \Phi(-\delta))/Z_\delta$ on
+    $[-\delta, \delta]$, and $1 - F(-z)$ above; it is evaluated in log space.
+    Sampling picks the central piece with its mass $\sqrt{2\pi}(2\Phi(\delta)-1)/Z_\delta$
+    (a truncated normal) or a tail (a shifted exponential, rate $\delta$).
+    """
+
+    delta: Float[Array, "*#batch"]
+    scale: Float[Array, "*#batch"]
+    _domains = {"delta": POSITIVE, "scale": POSITIVE}
+
+    def __init__(
+        self,
+        delta: Float[ArrayLike, "*#batch"] = 1.0,
+        scale: Float[ArrayLike, "*#batch"] = 1.0,
+    ):
+        self.delta = as_param(delta)
+        self.scale = as_param(scale)
+
+    def _loss(self, x, x_hat):
+        z = standardize(x - x_hat, self.scale)
+        a = jnp.abs(z)
+        quadratic = jnp.minimum(a, self.delta)
+        # delta = inf: the linear part is 0 * 0, not inf * 0
+        slope = jnp.where(jnp.isinf(self.delta), 0.0, self.delta)
+        return 0.5 * quadratic * quadratic + slope * (a - quadratic)
+
+    def _const(self, x):
+        return jnp.log(self.scale) + _huber_log_norm(self.delta)
+
+    def _predict(self, x_hat):
+        return _broadcast_location(self, x_hat)
+
+    def _sample(self, key, x_hat, shape):
+        delta = self.delta
+        gauss = jnp.isinf(delta)
+        df = jnp.where(gauss, 1.0, delta)
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        dtype = x_hat.dtype
+        p_mid = jnp.exp(HALF_LOG_2PI - _huber_log_norm(delta)) * erf(_SQRT_HALF * delta)
+        lim = jnp.broadcast_to(delta, shape)
+        mid = jax.random.truncated_normal(k1, -lim, lim, shape, dtype)
+        sign = jnp.where(jax.random.bernoulli(k2, 0.5, shape), 1.0, -1.0)
+        tail = sign * (df + jax.random.exponential(k3, shape, dtype) / df)
+        z = jnp.where(jax.random.uniform(k4, shape, dtype) < p_mid, mid, tail)
+        return x_hat + self.scale * z
+
+    def _tails(self, x, x_hat):
+        delta = self.delta
+        gauss = jnp.isinf(delta)
+        df = jnp.where(gauss, 1.0, delta)
+        log_z = _huber_log_norm(delta)
+        z = standardize(x - x_hat, self.scale)
+        m = -_abs_right(z)  # log P(Z > |z|) = log F(-|z|)
+        in_tail = m < -delta
+        mt = jnp.where(in_tail, m, -df)
+        left = df * (mt + 0.5 * df) - jnp.log(df) - log_z
+        # C = phi(d)/d - Phi(-d) > 0 (Mills), so F(m) = sqrt(2 pi)(Phi(m) + C)/Z inside
+        log_b = -0.5 * df * df - jnp.log(df) - HALF_LOG_2PI
+        log_c = jnp.where(
+            gauss, -jnp.inf, log_b + jnp.log1p(-jnp.exp(log_ndtr(-df) - log_b))
+        )
+        mm = jnp.where(in_tail, -df, m)
+        middle = HALF_LOG_2PI - log_z + jnp.logaddexp(log_ndtr(mm), log_c)
+        return _symmetric_cdfs(jnp.where(in_tail, left, middle), z)
+
+    def _cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[0]
+
+    def _log_cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[1]
+
+    def _log_sf(self, x, x_hat):
+        return self._tails(x, x_hat)[2]
+
+
+# ------------------------------------------------------------- GeneralizedNormal
+
+
+def _abs_power(a: Array, power: Array) -> Array:
+    """a**power for a >= 0, with value and gradients finite (0) at a = 0."""
+    zero = a == 0
+    return jnp.where(zero, 0.0, jnp.power(jnp.where(zero, 1.0, a), power))
+
+
+_GAMMA_CF_SWITCH = 25.0  # log Q(a, y) by continued fraction for y > a + 25
+_GAMMA_CF_TERMS = 40
+
+
+def _log_gammaincc(a: Array, y: Array) -> Array:
+    r"""$\log Q(a, y)$, the regularised upper incomplete gamma, also where $Q$
+    underflows: for $y > a + 25$ Legendre's continued fraction
+    $\Gamma(a,y) = e^{-y}y^a / (y+1-a-\frac{1(1-a)}{y+3-a-\frac{2(2-a)}{y+5-a-\dots}})$
+    is evaluated backwards in log space (40 terms, converged there)."""
+    far = y > a + _GAMMA_CF_SWITCH
+    near_y = jnp.where(far, a, y)
+    near = jnp.log(gammaincc(a, near_y))
+    yf = jnp.where(far, y, a + _GAMMA_CF_SWITCH + 1.0)
+    f = yf + (2.0 * _GAMMA_CF_TERMS + 1.0) - a
+    for n in range(_GAMMA_CF_TERMS, 0, -1):
+        f = yf + (2.0 * n - 1.0) - a - n * (n - a) / f
+    cf = a * jnp.log(yf) - yf - gammaln(a) - jnp.log(f)
+    return jnp.where(far, cf, near)
+
+
+def _gn_log_tail_raw(m: Array, power: Array) -> Array:
+    """log P(Z > m) = log(Q(1/power, m^power) / 2) for m >= 0."""
+    zero = m == 0
+    y = _abs_power(m, power)
+    ys = jnp.where(zero, 1.0, y)
+    return jnp.where(zero, 0.0, _log_gammaincc(1.0 / power, ys)) - LOG_2
+
+
+@jax.custom_jvp
+def _gn_log_tail(m: Array, power: Array) -> Array:
+    r"""$\log P(Z > m)$ for the standard generalized normal; $m$-derivative
+    $-p(m)/P(Z>m)$ (finite at $m = 0$ for every power)."""
+    return _gn_log_tail_raw(m, power)
+
+
+@_gn_log_tail.defjvp
+def _gn_log_tail_jvp(primals, tangents):
+    m, power = primals
+    dm, dpower = tangents
+    out, d_power = jax.jvp(lambda b: _gn_log_tail_raw(m, b), (power,), (dpower,))
+    log_pdf = -(_abs_power(m, power) + LOG_2 + gammaln(1.0 + 1.0 / power))
+    return out, d_power - jnp.exp(log_pdf - out) * dm
+
+
+class GeneralizedNormal(AbstractNoise):
+    r"""Generalized normal (exponential power) noise with shape `power` $=\beta$:
+
+    $$-\log p(x\mid\hat x) = |z|^\beta + \log 2s + \log\Gamma(1 + 1/\beta),
+    \qquad z = (x-\hat x)/s,$$
+
+    i.e. `scipy.stats.gennorm(power, loc=x_hat, scale=scale)`. $\beta=2$ with
+    $s\sqrt2$ is `Gaussian(s)`; $\beta=1$ is `Laplace(s)`. `x_hat` is the location
+    (median and mean); `predict` returns it. `loss` keeps $|z|^\beta$ and drops
+    $\log 2s\,\Gamma(1+1/\beta)$. The cdf is
+    $\tfrac12 + \tfrac12\operatorname{sign}(z) P(1/\beta, |z|^\beta)$ (regularised
+    incomplete gamma, tails in log space); sampling is $\hat x \pm s\,G^{1/\beta}$,
+    $G\sim\mathrm{Gamma}(1/\beta)$. `x = ±inf` is outside the support (nll `+inf`).
+    """
+
+    power: Float[Array, "*#batch"]
+    scale: Float[Array, "*#batch"]
+    _domains = {"power": POSITIVE, "scale": POSITIVE}
+
+    def __init__(
+        self, power: Float[ArrayLike, "*#batch"], scale: Float[ArrayLike, "*#batch"] = 1.0
+    ):
+        self.power = as_param(power)
+        self.scale = as_param(scale)
+
+    def _in_support(self, x):
+        return _finite(x)
+
+    def _loss(self, x, x_hat):
+        z = standardize(x - x_hat, self.scale)
+        return _abs_power(jnp.abs(z), self.power)
+
+    def _const(self, x):
+        return jnp.log(self.scale) + LOG_2 + gammaln(1.0 + 1.0 / self.power)
+
+    def _predict(self, x_hat):
+        return _broadcast_location(self, x_hat)
+
+    def _sample(self, key, x_hat, shape):
+        k1, k2 = jax.random.split(key)
+        a = jnp.broadcast_to(1.0 / self.power, shape)
+        radius = jnp.exp(jax.random.loggamma(k1, a, shape, x_hat.dtype) / self.power)
+        sign = jnp.where(jax.random.bernoulli(k2, 0.5, shape), 1.0, -1.0)
+        return x_hat + self.scale * sign * radius
+
+    def _tails(self, x, x_hat):
+        z = standardize(x - x_hat, self.scale)
+        return _symmetric_cdfs(_gn_log_tail(_abs_right(z), self.power), z)
+
+    def _cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[0]
+
+    def _log_cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[1]
+
+    def _log_sf(self, x, x_hat):
+        return self._tails(x, x_hat)[2]
+
+
+# ------------------------------------------------------------- AsymmetricLaplace
+
+
+class AsymmetricLaplace(AbstractNoise):
+    r"""Asymmetric Laplace noise, the likelihood of quantile regression:
+
+    $$p(x\mid\hat x) = \frac{\tau(1-\tau)}{s}\exp\!\big(-\rho_\tau(z)\big),\quad
+    z = (x-\hat x)/s,\quad \rho_\tau(u) = u\,(\tau - \mathbf 1[u<0]),$$
+
+    so $-\log p = \rho_\tau(z) + \log s - \log\tau(1-\tau)$, with $\tau$ = `quantile`.
+    `x_hat` is the $\tau$-quantile ($P(X \le \hat x) = \tau$); `predict` returns it.
+    `loss` keeps the pinball loss $\rho_\tau(z)$ (written $\tau z - \min(z, 0)$) and
+    drops $\log s - \log\tau(1-\tau)$; with `scale=1` it is the pinball (quantile)
+    loss. `AsymmetricLaplace(0.5, s)` is `Laplace(2 s)`. In scipy's terms it is
+    `laplace_asymmetric(kappa, loc=x_hat, scale=s / sqrt(tau (1 - tau)))` with
+    $\kappa = \sqrt{\tau/(1-\tau)}$.
+    """
+
+    quantile: Float[Array, "*#batch"]
+    scale: Float[Array, "*#batch"]
+    _domains = {"quantile": UNIT_INTERVAL_OPEN, "scale": POSITIVE}
+
+    def __init__(
+        self,
+        quantile: Float[ArrayLike, "*#batch"],
+        scale: Float[ArrayLike, "*#batch"] = 1.0,
+    ):
+        self.quantile = as_param(quantile)
+        self.scale = as_param(scale)
+
+    def _loss(self, x, x_hat):
+        z = standardize(x - x_hat, self.scale)
+        return self.quantile * z - jnp.minimum(z, 0.0)
+
+    def _const(self, x):
+        tau = self.quantile
+        return jnp.log(self.scale) - jnp.log(tau) - jnp.log1p(-tau)
+
+    def _predict(self, x_hat):
+        return _broadcast_location(self, x_hat)
+
+    def _sample(self, key, x_hat, shape):
+        tau = self.quantile
+        k1, k2 = jax.random.split(key)
+        e = jax.random.exponential(k1, shape, x_hat.dtype)
+        below = jax.random.uniform(k2, shape, x_hat.dtype) < tau
+        z = jnp.where(below, -e / (1.0 - tau), e / tau)
+        return x_hat + self.scale * z
+
+    def _tails(self, x, x_hat):
+        tau = self.quantile
+        z = standardize(x - x_hat, self.scale)
+        below = z < 0
+        exponent = jnp.where(below, (1.0 - tau) * z, -tau * z)  # <= 0
+        e = jnp.exp(exponent)
+        cdf = jnp.where(below, tau * e, 1.0 - (1.0 - tau) * e)
+        log_cdf = jnp.where(below, jnp.log(tau) + exponent, jnp.log1p(-(1.0 - tau) * e))
+        log_sf = jnp.where(below, jnp.log1p(-tau * e), jnp.log1p(-tau) + exponent)
+        return cdf, log_cdf, log_sf
+
+    def _cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[0]
+
+    def _log_cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[1]
+
+    def _log_sf(self, x, x_hat):
+        return self._tails(x, x_hat)[2]
