@@ -10,7 +10,13 @@ from ._config import set_checks as set_checks
 from ._noise._base import AbstractNoise as AbstractNoise
 
 # -- noise families: real line (location) --
+from ._noise._location import AsymmetricLaplace as AsymmetricLaplace
+from ._noise._location import Cauchy as Cauchy
 from ._noise._location import Gaussian as Gaussian
+from ._noise._location import GeneralizedNormal as GeneralizedNormal
+from ._noise._location import Huber as Huber
+from ._noise._location import Laplace as Laplace
+from ._noise._location import StudentT as StudentT
 
 # -- noise families: binary, categorical, counts --
 
