@@ -334,7 +334,7 @@ def _select(tree: Any, selector: Selector, arg: str, what: str) -> Any:
                 avail = f"; it has {len(node)} entries"
             raise ValueError(
                 f"likelihood: `{arg}={selector!r}` does not select from {what}: "
-                f"no entry {key!r} in a {type(node).__name__}{avail}."
+                f"no entry {key!r} in a value of type {type(node).__name__}{avail}."
             ) from None
     return node
 
@@ -753,6 +753,18 @@ class Likelihood(AbstractTerm):
         )
 
 
+def _short(obj: Any, limit: int = 160) -> str:
+    text = " ".join(str(obj).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_inexact(v: Any) -> bool:
+    """A floating-point array (or tracer), or a Python float: a parameter a prior covers."""
+    if isinstance(v, (jax.Array, np.ndarray, np.generic)):
+        return bool(jnp.issubdtype(v.dtype, jnp.inexact))
+    return isinstance(v, (float, complex))
+
+
 def _is_mask_leaf(v: Any) -> bool:
     return isinstance(v, (bool, np.bool_))
 
@@ -826,21 +838,18 @@ class Prior(AbstractTerm):
             mask = self._mask_tree()
             try:
                 picked = jax.tree.map(lambda m, sub: sub if m else None, mask, params)
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError):
                 raise ValueError(
                     "prior: the `on` mask does not match the structure of params (it "
                     "must have the structure of params or a prefix of it, with a bool "
-                    f"per leaf or subtree): {e}. Build it from params, e.g. "
-                    "`jax.tree.map(lambda x: x.ndim > 1, params)`."
+                    f"per leaf or subtree): the mask is {_short(jax.tree.structure(mask))}"
+                    f", params is {_short(jax.tree.structure(params))}. Build the mask "
+                    "from params, e.g. `jax.tree.map(lambda x: x.ndim > 1, params)`."
                 ) from None
             pairs = jax.tree_util.tree_leaves_with_path(picked)
         else:
             pairs = jax.tree_util.tree_leaves_with_path(params)
-        return [
-            (p, v)
-            for p, v in pairs
-            if eqx.is_array(v) and jnp.issubdtype(jnp.asarray(v).dtype, jnp.inexact)
-        ]
+        return [(p, v) for p, v in pairs if _is_inexact(v)]
 
     def covers(self, params: Any) -> list[str]:
         """The paths (`"layers[0].weight"`) of the leaves of `params` this prior covers."""
@@ -852,6 +861,7 @@ class Prior(AbstractTerm):
     def _raw(self, params, data, cache, exact) -> Array:
         total = None
         for _, theta in self._selected(params):
+            theta = jnp.asarray(theta)
             zero = jnp.zeros((), theta.dtype)
             per = self.noise.nll(theta, zero) if exact else self.noise.loss(theta, zero)
             s = jnp.sum(per)

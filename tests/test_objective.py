@@ -289,6 +289,16 @@ def test_prior_selection_mask_prefix_and_function():
     assert llx.prior(llx.Gaussian(tau), on=mask).covers(params) == ["dec.w", "enc.w"]
 
 
+def test_prior_eager_equals_jit_with_python_scalars():
+    """A Python float leaf is a parameter (jit makes it an array); an int is not."""
+    params = {"a": 0.7, "n": 3, "w": jnp.asarray([1.0, -2.0])}
+    prior = llx.prior(llx.Gaussian(2.0))
+    expected = _gauss_nll_sum([0.7, 1.0, -2.0], 0, 2.0)
+    np.testing.assert_allclose(prior(params), expected, rtol=1e-13)
+    np.testing.assert_allclose(jax.jit(lambda o, p: o(p))(prior, params), expected)
+    assert prior.covers(params) == ["a", "w"]
+
+
 def test_prior_on_equinox_mlp_weights_not_biases():
     net = eqx.nn.MLP(3, 1, 8, 2, key=jax.random.key(0))
     weights = lambda m: [layer.weight for layer in m.layers]
