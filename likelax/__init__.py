@@ -19,6 +19,11 @@ from ._noise._location import Laplace as Laplace
 from ._noise._location import StudentT as StudentT
 
 # -- noise families: binary, categorical, counts --
+from ._noise._count import NegativeBinomial as NegativeBinomial
+from ._noise._count import Poisson as Poisson
+from ._noise._discrete import Bernoulli as Bernoulli
+from ._noise._discrete import Binomial as Binomial
+from ._noise._discrete import Categorical as Categorical
 
 # -- noise families: positive, unit interval, circular --
 

@@ -1,0 +1,288 @@
+r"""Count noise: Poisson and negative binomial, and the exact fast $\log k!$.
+
+Both families take the log-mean $\eta = \log\mu$ as `x_hat` (the canonical link of
+the Poisson, the usual log link of the negative binomial) and accept counts as floats
+or integers. Non-integer, negative or infinite counts are impossible (`nll = +inf`).
+
+The shared building blocks live here too:
+
+- `log_factorial(k)`: $\log k!$ for integer-valued $k \ge 0$, exact to a couple of
+  ulps in float64, without a `lgamma` per element (see its docstring);
+- `softplus_pair(a, b, t)`: $a\,\mathrm{softplus}(t) + b\,\mathrm{softplus}(-t)$ for
+  non-negative weights, with no cancellation, no overflow and no $0\cdot\infty$.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import betainc, gammainc, gammaincc, gammaln
+from jaxtyping import Array, ArrayLike, Float
+
+from ._base import POSITIVE, AbstractNoise, as_param
+from ._special import HALF_LOG_2PI
+
+__all__ = ["NegativeBinomial", "Poisson", "log_factorial", "softplus_pair"]
+
+
+# ------------------------------------------------------------------ log k!
+
+# Below _K0 the value comes from a short compare-and-select chain over the exact
+# table (a gather costs more than a logarithm on CPU); from _K0 on, Stirling's series.
+_K0 = 8
+_LOG_FACTORIALS = tuple(math.log(math.factorial(k)) for k in range(_K0))
+# B_{2n} / (2n (2n-1)), n = 1..9: the Stirling series of log Γ.
+_STIRLING = (
+    1 / 12,
+    -1 / 360,
+    1 / 1260,
+    -1 / 1680,
+    1 / 1188,
+    -691 / 360360,
+    1 / 156,
+    -3617 / 122400,
+    43867 / 244188,
+)
+
+
+def _stirling_tail(z: Array, terms: int) -> Array:
+    r"""$\sum_{n=1}^{N} B_{2n} / (2n(2n-1) z^{2n-1})$, Horner in $z^{-2}$."""
+    r = 1.0 / z
+    r2 = r * r
+    acc = jnp.asarray(_STIRLING[terms - 1], z.dtype)
+    for c in reversed(_STIRLING[: terms - 1]):
+        acc = c + r2 * acc
+    return r * acc
+
+
+def _stirling_terms(dtype) -> int:
+    # float64: 9 terms, truncation error < 1e-17 absolute at z = 8 (relative < 1e-18);
+    # float32: 4 terms, < 7e-12 absolute at z = 8.
+    return 9 if jnp.finfo(dtype).bits > 32 else 4
+
+
+def log_factorial(k: Array) -> Array:
+    r"""$\log k!$ for integer-valued floating $k \ge 0$ (NaN propagates).
+
+    $k < 8$: the exact table (rounded once to the working dtype), selected by a
+    compare chain; $k \ge 8$: Stirling's series
+    $(k+\tfrac12)\log k - k + \tfrac12\log 2\pi + \sum_{n=1}^{9} \frac{B_{2n}}
+    {2n(2n-1)k^{2n-1}}$, truncation error below $10^{-17}$ absolute (float64).
+    One logarithm and one division per element, instead of a full `lgamma`
+    (3-4x cheaper on CPU); within 2 ulps of the correctly rounded value.
+    The caller guarantees $k$ is a non-negative integer (or NaN).
+    """
+    small = jnp.zeros_like(k)
+    for j in range(2, _K0):
+        small = jnp.where(k == j, jnp.asarray(_LOG_FACTORIALS[j], k.dtype), small)
+    z = jnp.maximum(k, _K0)  # NaN stays NaN
+    big = (z + 0.5) * jnp.log(z) - z + HALF_LOG_2PI
+    big = big + _stirling_tail(z, _stirling_terms(k.dtype))
+    return jnp.where(k < _K0, small, big)
+
+
+def _log_gamma_ratio(x: Array, r: Array) -> Array:
+    r"""$\log\Gamma(x+r) - \log\Gamma(r) - \log x!$ for integer $x \ge 0$, $r > 0$:
+    the log of the negative-binomial coefficient, without cancellation.
+
+    Three regimes (selected per element):
+
+    - $r \ge x$, $r \ge 8$: Stirling for both gammas, with
+      $\log\Gamma(x+r)-\log\Gamma(r) = x\log r + (x+r-\tfrac12)\,\mathrm{log1p}(x/r)
+      - x + S(x+r) - S(r)$ ($S$ the Stirling tail), minus $\log x!$;
+    - $x > r$, $x \ge 8$: $\log\Gamma(x+r) - \log\Gamma(x+1) = d\log z +
+      (z+d-\tfrac12)\,\mathrm{log1p}(d/z) - d + S(z+d) - S(z)$ with $z = x+1$,
+      $d = r-1$, minus $\log\Gamma(r)$;
+    - both below 8: the plain difference of log-gammas (all small).
+    """
+    terms = _stirling_terms(x.dtype)
+    # r large (and not smaller than x)
+    r_big = jnp.maximum(r, 8.0)
+    lead_r = x * jnp.log(r_big) + (x + r_big - 0.5) * jnp.log1p(x / r_big) - x
+    via_r = (
+        lead_r
+        + _stirling_tail(x + r_big, terms)
+        - _stirling_tail(r_big, terms)
+        - log_factorial(x)
+    )
+    # x large (and larger than r)
+    z = jnp.maximum(x, 8.0) + 1.0
+    d = r - 1.0
+    via_x = (
+        d * jnp.log(z)
+        + (z + d - 0.5) * jnp.log1p(d / z)
+        - d
+        + _stirling_tail(z + d, terms)
+        - _stirling_tail(z, terms)
+        - gammaln(r)
+    )
+    x_small = jnp.minimum(x, 8.0)
+    direct = gammaln(x_small + r) - gammaln(r) - log_factorial(x_small)
+    use_r = (r >= x) & (r >= 8.0)
+    use_x = (x > r) & (x >= 8.0)
+    return jnp.where(use_r, via_r, jnp.where(use_x, via_x, direct))
+
+
+# ------------------------------------------------------------ softplus pairs
+
+
+def _mul0(a: Array, b: Array) -> Array:
+    """`a * b` with `0 * inf = 0` (value and gradient)."""
+    return a * jnp.where(a == 0, jnp.zeros((), b.dtype), b)
+
+
+def softplus_pair(a: Array, b: Array, t: Array) -> Array:
+    r"""$a\,\mathrm{softplus}(t) + b\,\mathrm{softplus}(-t)$ for weights $a,b\ge0$.
+
+    Written as $(a+b)\log(1+e^{-|t|}) + a\max(t,0) + b\max(-t,0)$: every term is
+    non-negative (no cancellation at large $|t|$), a zero weight times an infinite
+    $t$ is 0, and the derivative at $t = 0$ is the exact $(a-b)/2$.
+    """
+    pos = t > 0
+    neg_abs = jnp.where(pos, -t, t)  # -|t|, with derivative ±1 (never 0) at t = 0
+    linear = jnp.where(pos, _mul0(a, t), -_mul0(b, t))
+    return (a + b) * jnp.log1p(jnp.exp(neg_abs)) + linear
+
+
+def _is_count(x: Array) -> Array:
+    return (x >= 0) & (x == jnp.floor(x)) & (x < jnp.inf)
+
+
+# ------------------------------------------------------------------ Poisson
+
+
+class Poisson(AbstractNoise):
+    r"""Poisson noise with log-rate `x_hat` $=\eta$:
+    $-\log p(x\mid\eta) = e^{\eta} - x\eta + \log x!$, $x \in \{0, 1, 2, \dots\}$.
+
+    `x_hat` is the log of the rate (the mean) $\mu = e^\eta$; `predict` returns
+    $\mu$. `loss` drops $\log x!$ and keeps $e^\eta - x\eta$ (scikit-learn's
+    `HalfPoissonLoss`, PyTorch's `PoissonNLLLoss(log_input=True)`).
+
+    Counts may be floats or integers; a negative, non-integer or infinite count has
+    probability 0 (`nll = +inf`). A zero rate ($\eta = -\infty$) with a zero count
+    gives 0 with a zero gradient. $\log x!$ is exact without a per-element `lgamma`
+    (see `log_factorial`).
+    """
+
+    _discrete = True
+    _safe_x = 0.0
+
+    def __init__(self):
+        pass
+
+    def _loss(self, x, x_hat):
+        # x * eta with 0 * (-inf) = 0 (zero rate, zero count), gradient 0 there
+        x_eta = x * jnp.where(x == 0, jnp.zeros((), x_hat.dtype), x_hat)
+        return jnp.exp(x_hat) - x_eta
+
+    def _const(self, x):
+        return log_factorial(x)
+
+    def _in_support(self, x):
+        return _is_count(x)
+
+    def _predict(self, x_hat):
+        return jnp.exp(x_hat)
+
+    def _sample(self, key, x_hat, shape):
+        return jax.random.poisson(key, jnp.exp(x_hat), shape).astype(x_hat.dtype)
+
+    def _cdf(self, x, x_hat):
+        k = jnp.floor(x)
+        inside = k >= 0
+        a = jnp.where(inside, k, 0.0) + 1.0
+        value = gammaincc(a, jnp.exp(x_hat))
+        return jnp.where(inside, value, jnp.zeros((), value.dtype))
+
+    def _log_cdf(self, x, x_hat):
+        return jnp.log(self._cdf(x, x_hat))
+
+    def _log_sf(self, x, x_hat):
+        k = jnp.floor(x)
+        inside = k >= 0
+        a = jnp.where(inside, k, 0.0) + 1.0
+        value = jnp.log(gammainc(a, jnp.exp(x_hat)))
+        return jnp.where(inside, value, jnp.zeros((), value.dtype))
+
+
+# ------------------------------------------------------------ negative binomial
+
+
+class NegativeBinomial(AbstractNoise):
+    r"""Negative binomial (gamma-Poisson) noise with log-mean `x_hat` $=\eta$ and
+    concentration $r$ (the number of successes; variance $\mu + \mu^2/r$):
+
+    $$-\log p(x\mid\eta) = -\log\frac{\Gamma(x+r)}{\Gamma(r)\,x!}
+      + r\log\frac{r+\mu}{r} + x\log\frac{r+\mu}{\mu},\qquad \mu = e^{\eta},$$
+
+    i.e. `scipy.stats.nbinom(n=r, p=r/(r+μ))`. `predict` returns the mean $\mu$.
+    The $\hat x$-dependent part is evaluated as
+    $r\,\mathrm{softplus}(\eta-\log r) + x\,\mathrm{softplus}(\log r-\eta)$ (stable
+    for any $\eta$) and the coefficient without cancellation, even for huge $r$.
+
+    `loss` keeps $(r+x)\log(1+\mu/r) - x\eta$ and drops
+    $-\log\frac{\Gamma(x+r)}{\Gamma(r)\,x!} + x\log r$; as $r\to\infty$ the loss
+    tends to the Poisson loss $e^\eta - x\eta$ and the nll to the Poisson nll.
+    """
+
+    concentration: Float[Array, "*#batch"]
+    _domains = {"concentration": POSITIVE}
+    _discrete = True
+    _safe_x = 0.0
+
+    def __init__(self, concentration: Float[ArrayLike, "*#batch"]):
+        self.concentration = as_param(concentration)
+
+    def _pair(self, x, x_hat):
+        r = self.concentration
+        return softplus_pair(r, x, x_hat - jnp.log(r))
+
+    def _nll(self, x, x_hat):
+        return self._pair(x, x_hat) - _log_gamma_ratio(x, self.concentration)
+
+    def _loss(self, x, x_hat):
+        return self._pair(x, x_hat) - x * jnp.log(self.concentration)
+
+    def _const(self, x):
+        r = self.concentration
+        return x * jnp.log(r) - _log_gamma_ratio(x, r)
+
+    def _in_support(self, x):
+        return _is_count(x)
+
+    def _predict(self, x_hat):
+        return jnp.broadcast_to(
+            jnp.exp(x_hat), jnp.broadcast_shapes(x_hat.shape, self.concentration.shape)
+        )
+
+    def _sample(self, key, x_hat, shape):
+        k_gamma, k_poisson = jax.random.split(key)
+        r = self.concentration
+        rate = jax.random.gamma(k_gamma, r, shape, x_hat.dtype) * (jnp.exp(x_hat) / r)
+        return jax.random.poisson(k_poisson, rate, shape).astype(x_hat.dtype)
+
+    def _tail_args(self, x, x_hat):
+        r = self.concentration
+        k = jnp.floor(x)
+        inside = k >= 0
+        k = jnp.where(inside, k, 0.0)
+        log_r = jnp.log(r)
+        p = jax.nn.sigmoid(log_r - x_hat)  # r / (r + mu)
+        q = jax.nn.sigmoid(x_hat - log_r)  # mu / (r + mu)
+        return r, k, inside, p, q
+
+    def _cdf(self, x, x_hat):
+        r, k, inside, p, _ = self._tail_args(x, x_hat)
+        value = betainc(r, k + 1.0, p)
+        return jnp.where(inside, value, jnp.zeros((), value.dtype))
+
+    def _log_cdf(self, x, x_hat):
+        return jnp.log(self._cdf(x, x_hat))
+
+    def _log_sf(self, x, x_hat):
+        r, k, inside, _, q = self._tail_args(x, x_hat)
+        value = jnp.log(betainc(k + 1.0, r, q))
+        return jnp.where(inside, value, jnp.zeros((), value.dtype))

@@ -1,0 +1,226 @@
+r"""Binary and categorical noise: Bernoulli, Binomial (logits) and Categorical.
+
+`x_hat` is a logit (Bernoulli, Binomial) or a vector of logits along the last axis
+(Categorical). Everything is computed from the logits directly (softplus and
+log-softmax forms), never from probabilities, so logits of any size, including
+$\pm\infty$, give exact values and finite gradients.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import betainc
+from jaxtyping import Array, ArrayLike, Float
+
+from ._base import NONNEGATIVE_INTEGER, AbstractNoise, as_param
+from ._count import log_factorial, softplus_pair
+
+__all__ = ["Bernoulli", "Binomial", "Categorical"]
+
+
+def _softplus(z: Array) -> Array:
+    r"""$\log(1+e^z) = \log(1+e^{-|z|}) + \max(z, 0)$; derivative exactly ½ at 0."""
+    pos = z > 0
+    return jnp.log1p(jnp.exp(jnp.where(pos, -z, z))) + jnp.where(
+        pos, z, jnp.zeros((), z.dtype)
+    )
+
+
+# ------------------------------------------------------------------ Bernoulli
+
+
+class Bernoulli(AbstractNoise):
+    r"""Bernoulli noise with logit `x_hat` $=\ell$, $p = \sigma(\ell)$:
+
+    $$-\log p(x\mid\ell) = \begin{cases}\mathrm{softplus}(-\ell) & x = 1\\
+      \mathrm{softplus}(\ell) & x = 0\end{cases}
+      = \mathrm{softplus}\big((1-2x)\,\ell\big).$$
+
+    `x_hat` is the logit of $P(x=1)$; `predict` returns the probability
+    $\sigma(\ell)$. `loss` equals `nll` (nothing is dropped): it is
+    `optax.sigmoid_binary_cross_entropy(x_hat, x)`.
+
+    `x` may be bool, integer or float; values other than 0 and 1 (a soft label 0.5,
+    2, -1) have probability 0 (`nll = +inf`). Logits of any size are exact: at
+    $\ell = \pm10^{30}$ the value is 0 or $|\ell|$ and the gradient is 0 or $\pm1$;
+    $\ell = +\infty$ with $x = 1$ gives 0.
+    """
+
+    _discrete = True
+    _safe_x = 0.0
+
+    def __init__(self):
+        pass
+
+    def _loss(self, x, x_hat):
+        return _softplus((1.0 - 2.0 * x) * x_hat)
+
+    def _in_support(self, x):
+        return (x == 0) | (x == 1)
+
+    def _predict(self, x_hat):
+        return jax.nn.sigmoid(x_hat)
+
+    def _sample(self, key, x_hat, shape):
+        return jax.random.bernoulli(key, jax.nn.sigmoid(x_hat), shape).astype(x_hat.dtype)
+
+    # P(X <= x): 0 below 0, 1 - p on [0, 1), 1 from 1 on.
+    def _cdf(self, x, x_hat):
+        return jnp.where(x < 0, 0.0, jnp.where(x < 1, jax.nn.sigmoid(-x_hat), 1.0)).astype(
+            x_hat.dtype
+        )
+
+    def _log_cdf(self, x, x_hat):
+        return jnp.where(x < 0, -jnp.inf, jnp.where(x < 1, -_softplus(x_hat), 0.0)).astype(
+            x_hat.dtype
+        )
+
+    def _log_sf(self, x, x_hat):
+        return jnp.where(x < 0, 0.0, jnp.where(x < 1, -_softplus(-x_hat), -jnp.inf)).astype(
+            x_hat.dtype
+        )
+
+
+# ------------------------------------------------------------------ Binomial
+
+
+class Binomial(AbstractNoise):
+    r"""Binomial noise: $x$ successes out of $n$ = `total_count` trials, logit
+    `x_hat` $=\ell$, $p = \sigma(\ell)$:
+
+    $$-\log p(x\mid\ell) = -\log\binom{n}{x} + n\,\mathrm{softplus}(\ell) - x\ell
+      = -\log\binom{n}{x} + x\,\mathrm{softplus}(-\ell) + (n-x)\,\mathrm{softplus}(\ell),$$
+
+    evaluated in the second form (no cancellation at large $|\ell|$). `predict`
+    returns the mean $n\sigma(\ell)$. `loss` drops $-\log\binom{n}{x}$ and keeps
+    $n\,\mathrm{softplus}(\ell) - x\ell$ (the binary cross-entropy summed over the
+    $n$ trials). `total_count` is a non-negative integer (stored as a float leaf);
+    it is not a differentiable parameter. Counts outside $0..n$ or non-integer have
+    probability 0.
+    """
+
+    total_count: Float[Array, "*#batch"]
+    _domains = {"total_count": NONNEGATIVE_INTEGER}
+    _discrete = True
+    _safe_x = 0.0
+
+    def __init__(self, total_count: Float[ArrayLike, "*#batch"]):
+        self.total_count = as_param(total_count)
+
+    def _loss(self, x, x_hat):
+        return softplus_pair(self.total_count - x, x, x_hat)
+
+    def _const(self, x):
+        n = self.total_count
+        return log_factorial(x) + log_factorial(n - x) - log_factorial(n)
+
+    def _in_support(self, x):
+        return (x >= 0) & (x <= self.total_count) & (x == jnp.floor(x))
+
+    def _predict(self, x_hat):
+        return self.total_count * jax.nn.sigmoid(x_hat)
+
+    def _sample(self, key, x_hat, shape):
+        n = jnp.broadcast_to(self.total_count, shape)
+        p = jnp.broadcast_to(jax.nn.sigmoid(x_hat), shape)
+        return jax.random.binomial(key, n, p, shape, x_hat.dtype)
+
+    def _tails(self, x, x_hat):
+        """(below, inside, above, k) for P(X <= x), with safe incomplete-beta args."""
+        n = self.total_count
+        k = jnp.floor(x)
+        below = k < 0
+        above = k >= n
+        inside = ~(below | above)
+        k = jnp.where(inside, k, 0.0)
+        n = jnp.where(inside, n, 1.0)
+        return below, above, k, n
+
+    def _cdf(self, x, x_hat):
+        # P(X <= k) = I_{1-p}(n - k, k + 1)
+        below, above, k, n = self._tails(x, x_hat)
+        value = betainc(n - k, k + 1.0, jax.nn.sigmoid(-x_hat))
+        return jnp.where(below, 0.0, jnp.where(above, 1.0, value)).astype(value.dtype)
+
+    def _log_cdf(self, x, x_hat):
+        return jnp.log(self._cdf(x, x_hat))
+
+    def _log_sf(self, x, x_hat):
+        # P(X > k) = I_p(k + 1, n - k)
+        below, above, k, n = self._tails(x, x_hat)
+        value = jnp.log(betainc(k + 1.0, n - k, jax.nn.sigmoid(x_hat)))
+        return jnp.where(below, 0.0, jnp.where(above, -jnp.inf, value)).astype(value.dtype)
+
+
+# ------------------------------------------------------------------ Categorical
+
+
+def _safe_logits(x_hat: Array) -> tuple[Array, Array, Array]:
+    """(shifted logits, log-normaliser, dead row mask) along the last axis.
+
+    A row whose maximum is $+\\infty$ puts its mass uniformly on its $+\\infty$
+    entries; a row of $-\\infty$ only (no valid distribution) is flagged dead. Both
+    are rewritten to finite-shift logits so no NaN reaches the gradient.
+    """
+    m = jnp.max(x_hat, axis=-1, keepdims=True)
+    inf_m = jnp.isinf(m)
+    logits = jnp.where(
+        inf_m,
+        jnp.where(x_hat == m, jnp.zeros((), x_hat.dtype), -jnp.inf),
+        x_hat - jax.lax.stop_gradient(jnp.where(inf_m, 0.0, m)),
+    )
+    log_z = jnp.log(jnp.sum(jnp.exp(logits), axis=-1))
+    return logits, log_z, m[..., 0] == -jnp.inf
+
+
+class Categorical(AbstractNoise):
+    r"""Categorical noise over $K$ classes with logits `x_hat` $=\ell$ (last axis):
+
+    $$-\log p(x\mid\ell) = \log\sum_{k=0}^{K-1} e^{\ell_k} - \ell_x
+      = -\mathrm{log\_softmax}(\ell)_x .$$
+
+    `x` holds integer class labels $0..K-1$ (a float label is a trace-time
+    `TypeError`); `x_hat` has the class axis last, which `nll` reduces. `predict`
+    returns the probabilities $\mathrm{softmax}(\ell)$ (shape `(..., K)`); `sample`
+    returns integer labels. `loss` equals `nll`:
+    `optax.softmax_cross_entropy_with_integer_labels(x_hat, x)`.
+
+    Computed as a log-softmax (shifted by the row maximum) before picking the label,
+    so a common offset of the logits, however large, changes nothing. Labels outside
+    $0..K-1$ (e.g. $K$ or $-1$) have probability 0 (`nll = +inf`): they never wrap
+    or clamp. A $-\infty$ logit is a class of probability 0; a row of $-\infty$
+    only gives `+inf`. Not univariate: no `cdf`.
+    """
+
+    _discrete = True
+    _integer_x = True
+    _x_hat_event_ndim = 1
+    _safe_x = 0.0
+
+    def __init__(self):
+        pass
+
+    def _nll(self, x, x_hat):
+        k = x_hat.shape[-1]
+        x = x.astype(jnp.int32) if x.dtype == jnp.bool_ else x
+        logits, log_z, dead = _safe_logits(x_hat)
+        classes = jax.lax.broadcasted_iota(x.dtype, (1,) * x.ndim + (k,), x.ndim)
+        picked = jnp.sum(
+            jnp.where(classes == x[..., None], logits, jnp.zeros((), logits.dtype)),
+            axis=-1,
+        )
+        value = log_z - picked
+        possible = (x >= 0) & (x < k) & ~dead
+        return jnp.where(possible, value, jnp.asarray(jnp.inf, value.dtype))
+
+    def _loss(self, x, x_hat):
+        return self._nll(x, x_hat)
+
+    def _predict(self, x_hat):
+        logits, log_z, _ = _safe_logits(x_hat)
+        return jnp.exp(logits - log_z[..., None])
+
+    def _sample(self, key, x_hat, shape):
+        logits, _, _ = _safe_logits(x_hat)
+        return jax.random.categorical(key, logits, axis=-1, shape=shape)
