@@ -363,6 +363,17 @@ def run_check(fams: list[Family]) -> int:
                     f"  float32 |r| = {hx:.0e}: hand: {name:16s} nll {v32:.6g} "
                     f"grad {float(g32[0]):.3g} {tag}"
                 )
+            noise32 = likelax_noise(fam)
+            if noise32 is not None:
+                hm32, hx32 = jnp.float32(hm)[None], jnp.float32(hx)[None]
+                v32 = float(_llx_sum(hm32, noise32, hx32))
+                g32 = jax.grad(_llx_sum)(hm32, noise32, hx32)
+                ok = math.isfinite(v32) and bool(jnp.all(jnp.isfinite(g32)))
+                failures += not ok
+                lines.append(
+                    f"  float32 |r| = {hx:.0e}: likelax{'':11s} nll {v32:.6g} "
+                    f"grad {float(g32[0]):.3g} {'finite' if ok else 'NOT FINITE'}"
+                )
         print(f"{fam.name}: scipy sum nll {want:.12g}")
         print("\n".join(lines))
     print(f"\n{failures} failure(s)")
