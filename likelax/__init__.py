@@ -28,6 +28,23 @@ from ._noise._discrete import Categorical as Categorical
 # -- noise families: positive, unit interval, circular --
 
 # -- combinators --
+from ._algebra import Censored as Censored
+from ._algebra import FromLoss as FromLoss
+from ._algebra import Heteroscedastic as Heteroscedastic
+from ._algebra import Mixture as Mixture
+from ._algebra import NotALikelihood as NotALikelihood
+from ._algebra import Reparam as Reparam
+from ._algebra import Switch as Switch
+from ._algebra import Transform as Transform
+from ._algebra import ZeroInflated as ZeroInflated
+from ._algebra import censored as censored
+from ._algebra import from_loss as from_loss
+from ._algebra import heteroscedastic as heteroscedastic
+from ._algebra import mixture as mixture
+from ._algebra import reparam as reparam
+from ._algebra import switch as switch
+from ._algebra import transform as transform
+from ._algebra import zero_inflated as zero_inflated
 
 # -- objectives --
 from ._objective import AbstractObjective as AbstractObjective

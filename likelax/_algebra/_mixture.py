@@ -1,0 +1,324 @@
+r"""Finite mixtures of noise models, of any families."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from .._config import get_checks
+from .._noise._base import REAL, AbstractNoise, _is_concrete, as_param
+from ._common import (
+    AbstractCombinator,
+    check_noise,
+    common_kind,
+    logsumexp_axis0,
+    logsumexp_list,
+    prediction_kind,
+)
+
+__all__ = ["Mixture", "mixture"]
+
+# Components of one stacked family are evaluated one by one (fused elementwise)
+# up to this many, and as one vmapped `(K, ...)` array beyond.
+_UNROLL = 8
+
+
+def _stacked_size(noise: AbstractNoise) -> int | None:
+    """The common leading size of the non-scalar leaves (None if all are scalar)."""
+    sizes = {leaf.shape[0] for leaf in jax.tree.leaves(noise) if jnp.ndim(leaf) >= 1}
+    if len(sizes) > 1:
+        raise ValueError(
+            "mixture: a stacked `components` module needs the same leading axis "
+            f"(the component axis) on every non-scalar hyperparameter, got sizes "
+            f"{sorted(sizes)}."
+        )
+    return sizes.pop() if sizes else None
+
+
+def _leaf_axes(noise: AbstractNoise) -> Any:
+    return jax.tree.map(lambda leaf: 0 if jnp.ndim(leaf) >= 1 else None, noise)
+
+
+def _take(noise: AbstractNoise, k: int) -> AbstractNoise:
+    return jax.tree.map(lambda leaf: leaf[k], noise)
+
+
+class Mixture(AbstractCombinator):
+    r"""A finite mixture: $p(x\mid\hat x) = \sum_{k=1}^K w_k\,p_k(x\mid\hat x)$,
+
+    $$-\log p(x\mid\hat x) = -\operatorname{logsumexp}_k\big(\log w_k
+      - \mathrm{nll}_k(x,\hat x)\big),\qquad w = \operatorname{softmax}(\ell).$$
+
+    Every component sees the same `x_hat` (a scale mixture such as a contaminated
+    normal `0.9·N(σ) + 0.1·N(10σ)`, or a Gaussian core with a heavy-tailed
+    component). Components may be of different families, as long as they are all
+    densities or all masses (a point mass at 0 is `llx.zero_inflated`).
+
+    - `components`: a sequence of noise models (evaluated elementwise and combined
+      with a fused `logsumexp`), or **one** noise model whose hyperparameters have a
+      leading axis of size K: K components of one family, evaluated vectorised
+      (scalar hyperparameters are shared by the K components).
+    - `logits`: $\ell$, shape `(K,)`, or `(*batch, K)` for per-observation weights.
+      A weight of exactly 0 is a logit of `-inf` (allowed).
+
+    `loss` is `nll` (no term of a mixture is free of `x_hat` in general), except for
+    one component, where the mixture is exactly that component. `predict` is the
+    mixture mean $\sum_k w_k\,\mathrm{predict}_k$ when every component predicts its
+    mean, or the common centre `x_hat` when every component is symmetric about it
+    (Student-t, Cauchy); otherwise it raises. `sample` is exact (a component drawn
+    per observation); `cdf` is $\sum_k w_k F_k$, and `log_cdf` / `log_sf` are
+    combined with `logsumexp` so tails stay accurate.
+
+    Hyperparameter paths: `"logits"`, `"components.<k>.<field>"` (a sequence of
+    components) or `"components.<field>"` (one stacked module).
+    """
+
+    components: tuple[AbstractNoise, ...] | AbstractNoise
+    logits: Float[Array, "*#batch k"]
+    stacked: bool = eqx.field(static=True)
+    _domains = {"logits": REAL}
+    _child_fields = ("components",)
+
+    def __init__(
+        self,
+        components: Sequence[AbstractNoise] | AbstractNoise,
+        logits: Float[ArrayLike, "*#batch k"] | None = None,
+    ):
+        if isinstance(components, AbstractNoise):
+            check_noise("mixture", "components", components)
+            size = _stacked_size(components)
+            self.stacked = True
+            self.components = components
+        else:
+            if isinstance(components, (str, bytes)) or not isinstance(components, Sequence):
+                raise TypeError(
+                    "mixture: `components` must be a sequence of noise models, or one "
+                    f"noise model with stacked hyperparameters; got "
+                    f"{type(components).__name__}."
+                )
+            comps = tuple(components)
+            if not comps:
+                raise ValueError("mixture: `components` is empty; give at least one.")
+            for i, c in enumerate(comps):
+                check_noise("mixture", f"components[{i}]", c)
+            _check_compatible(comps)
+            size = len(comps)
+            self.stacked = False
+            self.components = comps
+        if logits is None:
+            k = size if size is not None else 1
+            self.logits = as_param(jnp.zeros((k,)))
+        else:
+            self.logits = as_param(logits)
+            if self.logits.ndim == 0:
+                raise ValueError(
+                    "mixture: `logits` needs a trailing component axis, got a scalar."
+                )
+            if size is not None and self.logits.shape[-1] != size:
+                raise ValueError(
+                    f"mixture: {self.logits.shape[-1]} weights for {size} components."
+                )
+
+    # ------------------------------------------------------------ structure
+
+    @property
+    def n_components(self) -> int:
+        return int(self.logits.shape[-1])
+
+    def _children(self) -> list[tuple[str, AbstractNoise]]:
+        if self.stacked:
+            return [("components", self.components)]  # type: ignore[list-item]
+        return [(f"components.{i}", c) for i, c in enumerate(self.components)]  # type: ignore[arg-type]
+
+    def _own_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"Mixture.logits": tuple(self.logits.shape[:-1])}
+
+    def _param_shapes(self) -> dict[str, tuple[int, ...]]:
+        out = self._own_shapes()
+        if self.stacked:
+            inner = AbstractCombinator._param_shapes(self)
+            inner.pop("Mixture.logits")
+            out.update({k: v[1:] for k, v in inner.items()})
+            return out
+        return AbstractCombinator._param_shapes(self)
+
+    def _prepared(self, dtype: Any, rank: int) -> AbstractNoise:
+        logits = jnp.asarray(self.logits).astype(dtype)
+        if logits.ndim > 1 and logits.ndim < rank + 1:
+            logits = logits.reshape((1,) * (rank + 1 - logits.ndim) + logits.shape)
+        new = eqx.tree_at(lambda m: m.logits, self, logits)
+        if not self.stacked:
+            return self._prepare_children(new, dtype, rank)
+        comp: AbstractNoise = self.components  # type: ignore[assignment]
+        prepared = jax.vmap(
+            lambda c: c._prepared(dtype, rank),
+            in_axes=(_leaf_axes(comp),),
+            axis_size=self.n_components,
+        )(comp)
+        return eqx.tree_at(lambda m: m.components, new, prepared)
+
+    def _components_list(self) -> list[AbstractNoise]:
+        """The K components as separate modules (prepared module only)."""
+        if not self.stacked:
+            return list(self.components)  # type: ignore[arg-type]
+        return [_take(self.components, k) for k in range(self.n_components)]  # type: ignore[arg-type]
+
+    def _log_weights(self) -> Array:
+        return jax.nn.log_softmax(self.logits, axis=-1)
+
+    # ------------------------------------------------------------- formulas
+
+    def _combine(self, per_component, x: Array, x_hat: Array) -> Array:
+        """logsumexp_k(log w_k + per_component(c_k)), fused for small K."""
+        log_w = self._log_weights()
+        k = self.n_components
+        if self.stacked and k > _UNROLL:
+            per = jax.vmap(per_component)(self.components)
+            lw = jnp.moveaxis(log_w, -1, 0)
+            lw = lw.reshape(lw.shape + (1,) * (per.ndim - lw.ndim))
+            return logsumexp_axis0(lw + per)
+        terms = tuple(
+            log_w[..., i] + per_component(c) for i, c in enumerate(self._components_list())
+        )
+        return logsumexp_list(terms)
+
+    def _nll(self, x, x_hat):
+        if self.n_components == 1:
+            return self._components_list()[0]._inner_nll(x, x_hat)
+        return -self._combine(lambda c: -c._inner_nll(x, x_hat), x, x_hat)
+
+    def _loss(self, x, x_hat):
+        if self.n_components == 1:
+            return self._components_list()[0]._inner_loss(x, x_hat)
+        return self._nll(x, x_hat)
+
+    def _prediction_kind(self) -> str:
+        return common_kind([prediction_kind(c) for _, c in self._children()])
+
+    def _predict(self, x_hat):
+        comps = self._components_list()
+        if len(comps) == 1:
+            return comps[0]._predict(x_hat)
+        if self._prediction_kind() == "other":
+            names = ", ".join(type(c).__name__ for _, c in self._children())
+            raise NotImplementedError(
+                f"Mixture.predict: the optimal prediction of a mixture of {names} has "
+                "no closed form (a weighted average of the components' predictions is "
+                "the mixture mean only when every component predicts its mean, or "
+                "when all are symmetric about `x_hat`)."
+            )
+        w = jax.nn.softmax(self.logits, axis=-1)
+        out = None
+        for i, c in enumerate(comps):
+            term = w[..., i] * c._predict(x_hat)
+            out = term if out is None else out + term
+        return out
+
+    def _sample(self, key, x_hat, shape):
+        comps = self._components_list()
+        if len(comps) == 1:
+            return comps[0]._sample(key, x_hat, shape)
+        keys = jax.random.split(key, len(comps) + 1)
+        logits = jnp.broadcast_to(self._log_weights(), (*shape, self.n_components))
+        which = jax.random.categorical(keys[-1], logits, axis=-1)
+        draws = [c._sample(keys[i], x_hat, shape) for i, c in enumerate(comps)]
+        dtype = jnp.result_type(*draws)
+        out = draws[0].astype(dtype)
+        for i in range(1, len(draws)):
+            out = jnp.where(which == i, draws[i].astype(dtype), out)
+        return out
+
+    def _cdf(self, x, x_hat):
+        comps = self._components_list()
+        w = jax.nn.softmax(self.logits, axis=-1)
+        out = None
+        for i, c in enumerate(comps):
+            term = w[..., i] * _masked_cdf(c, x, x_hat)
+            out = term if out is None else out + term
+        return out
+
+    def _log_cdf(self, x, x_hat):
+        if self.n_components == 1:
+            return _masked_tail(self._components_list()[0], "_log_cdf", x, x_hat)
+        return self._combine(lambda c: _masked_tail(c, "_log_cdf", x, x_hat), x, x_hat)
+
+    def _log_sf(self, x, x_hat):
+        if self.n_components == 1:
+            return _masked_tail(self._components_list()[0], "_log_sf", x, x_hat)
+        return self._combine(lambda c: _masked_tail(c, "_log_sf", x, x_hat), x, x_hat)
+
+
+def _masked_cdf(c: AbstractNoise, x: Array, x_hat: Array) -> Array:
+    return type(c)._cdf(c, x, x_hat)
+
+
+def _masked_tail(c: AbstractNoise, name: str, x: Array, x_hat: Array) -> Array:
+    return getattr(type(c), name)(c, x, x_hat)
+
+
+def _check_compatible(comps: tuple[AbstractNoise, ...]) -> None:
+    kinds = {c._discrete for c in comps}
+    if len(kinds) > 1:
+        dens = ", ".join(type(c).__name__ for c in comps if not c._discrete)
+        mass = ", ".join(type(c).__name__ for c in comps if c._discrete)
+        raise TypeError(
+            f"mixture: cannot mix densities ({dens}) with probability masses ({mass}): "
+            "a density and a mass are not comparable, so their weighted sum is not a "
+            "likelihood. For a point mass at 0 plus a model use `llx.zero_inflated`."
+        )
+    events = {c._x_hat_event_ndim for c in comps}
+    if len(events) > 1:
+        raise TypeError(
+            "mixture: the components disagree on the trailing event axes of `x_hat` "
+            f"({', '.join(f'{type(c).__name__}: {c._x_hat_event_ndim}' for c in comps)})."
+        )
+    labels = {c._integer_x for c in comps}
+    if len(labels) > 1:
+        raise TypeError(
+            "mixture: some components take integer class labels and others do not."
+        )
+
+
+def mixture(
+    components: Sequence[AbstractNoise] | AbstractNoise,
+    weights: Float[ArrayLike, "*#batch k"] | None = None,
+) -> Mixture:
+    r"""A mixture $p(x\mid\hat x) = \sum_k w_k\,p_k(x\mid\hat x)$ of noise models.
+
+    `components`: a sequence of noise models of any families (all densities or all
+    masses), or one noise model whose hyperparameters have a leading axis of size K
+    (K components of one family, evaluated vectorised). `weights`: non-negative,
+    shape `(K,)` (or `(*batch, K)`), normalised here; default uniform. They are held
+    as logits (`Mixture.logits`, learnable); a zero weight is a logit of `-inf`.
+    See `Mixture`.
+    """
+    if weights is None:
+        return Mixture(components)
+    w = jnp.asarray(weights)
+    if not jnp.issubdtype(w.dtype, jnp.floating):
+        w = w.astype(jnp.result_type(float))
+    if _is_concrete(w):
+        arr = np.asarray(w)
+        if arr.ndim == 0:
+            raise ValueError("mixture: `weights` needs a component axis, got a scalar.")
+        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise ValueError(
+                f"mixture: `weights` must be finite and non-negative, got {arr.tolist()}."
+            )
+        if np.any(arr.sum(axis=-1) <= 0):
+            raise ValueError("mixture: `weights` sum to 0; give at least one positive.")
+    elif get_checks() != "off":
+        w = eqx.error_if(
+            w,
+            jnp.any(~(w >= 0) | ~jnp.isfinite(w)) | jnp.any(jnp.sum(w, axis=-1) <= 0),
+            "mixture: `weights` must be finite, non-negative, with a positive sum.",
+        )
+    with np.errstate(divide="ignore"):
+        logits = jnp.log(w) - jnp.log(jnp.sum(w, axis=-1, keepdims=True))
+    return Mixture(components, logits)
