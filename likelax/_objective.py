@@ -74,6 +74,7 @@ learned.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
 import inspect
 import operator
@@ -147,20 +148,50 @@ def _fmt_value(value: Any) -> str | None:
     return "array" + "×".join(str(d) for d in arr.shape).join("[]")
 
 
+def _noise_args(noise: AbstractNoise, prefix: str, learned) -> tuple[str, list[str]]:
+    """(symbol, arguments): nested noise models (of combinators) first, rendered as
+    `Family(args)`, then the model's own hyperparameters `σ=0.5`."""
+    symbol, names = _FAMILIES.get(type(noise).__name__, (type(noise).__name__, {}))
+    args: list[str] = []
+    for field in dataclasses.fields(noise):
+        value = getattr(noise, field.name, None)
+        if isinstance(value, AbstractNoise):
+            args.append(_nested(value, f"{prefix}{field.name}.", learned))
+        elif (
+            isinstance(value, (tuple, list))
+            and value
+            and all(isinstance(c, AbstractNoise) for c in value)
+        ):
+            args.extend(
+                _nested(c, f"{prefix}{field.name}.{i}.", learned)
+                for i, c in enumerate(value)
+            )
+    for field in type(noise)._domains:
+        shown = _fmt_value(getattr(noise, field))
+        name = names.get(field, field)
+        arg = name if shown is None else f"{name}={shown}"
+        if prefix + field in learned:
+            arg += " (learned)"
+        args.append(arg)
+    return symbol, args
+
+
+def _nested(noise: AbstractNoise, prefix: str, learned) -> str:
+    symbol, args = _noise_args(noise, prefix, learned)
+    return f"{symbol}({', '.join(args)})" if args else symbol
+
+
 def _describe_noise(noise: AbstractNoise, x: str, x_hat: str, learned=()) -> str:
-    """`N(y | f(θ, u), σ=0.5)`: the family, its argument and its hyperparameters."""
+    """`N(y | f(θ, u), σ=0.5)`: the family, its argument and its hyperparameters.
+
+    A noise model may define `_describe(x, x_hat, learned) -> str` to print itself;
+    otherwise a combinator prints its components recursively, e.g.
+    `Mixture(y | f(θ, u), N(σ=1), Laplace(b=2), logits=[0, 0])`.
+    """
     hook = getattr(noise, "_describe", None)
     if callable(hook):
         return str(hook(x, x_hat, tuple(learned)))
-    symbol, names = _FAMILIES.get(type(noise).__name__, (type(noise).__name__, {}))
-    args = []
-    for path in noise._hyperparameter_paths():
-        name = names.get(path, path)
-        shown = _fmt_value(_resolve_path(noise, path))
-        arg = name if shown is None else f"{name}={shown}"
-        if path in learned:
-            arg += " (learned)"
-        args.append(arg)
+    symbol, args = _noise_args(noise, "", tuple(learned))
     return f"{symbol}({x} | {', '.join([x_hat, *args])})"
 
 

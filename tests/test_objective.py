@@ -149,6 +149,50 @@ def test_adamw_is_not_map():
     assert np.max(np.abs(g["w"])) > 10.0  # far from stationary for the MAP objective
 
 
+def test_laplace_map_is_lasso_on_longley():
+    """MAP with a Laplace(b) prior on the weights and N(·, σ²) noise is the lasso with
+    α = σ²/(N b) (scikit-learn's objective is ‖r‖²/2N + α‖w‖₁): sklearn's solution
+    satisfies the KKT conditions of the likelax objective and no nearby point is
+    lower (the objective is convex)."""
+    from sklearn.linear_model import Lasso
+
+    X, y = _standardised("longley.csv")
+    n = len(y)
+    sigma, b = 0.1, 0.1
+    lasso = Lasso(alpha=sigma**2 / (n * b), tol=1e-14, max_iter=10**6).fit(X, y)
+    w = lasso.coef_
+    assert 0 < np.sum(w == 0) < len(w)  # a sparse solution, with both kinds of KKT
+    lik = llx.likelihood(linear, llx.Gaussian(sigma))
+    objective = lik + llx.prior(llx.Laplace(b), on=lambda p: p["w"])
+    p = {"w": jnp.asarray(w), "b": jnp.asarray(lasso.intercept_)}
+    g = jax.grad(lik)(p, (X, y))
+    nz = w != 0
+    np.testing.assert_allclose(g["w"][nz] * b, -np.sign(w[nz]), atol=1e-7)
+    assert np.all(np.abs(g["w"][~nz] * b) < 1)
+    g_map = jax.grad(objective)(p, (X, y))  # the prior's gradient is sign(w)/b
+    np.testing.assert_allclose(g_map["w"][nz] * b, 0, atol=1e-7)
+    np.testing.assert_allclose(g_map["b"], 0, atol=1e-9)
+    v = objective(p, (X, y))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        dp = jax.tree.map(lambda x: x + 1e-4 * rng.normal(size=np.shape(x)), p)
+        assert objective(dp, (X, y)) >= v - 1e-12
+
+
+def test_l1_and_heavy_tailed_priors_match_scipy():
+    params = {"w": jnp.asarray([0.3, -2.0, 7.5]), "b": jnp.asarray(-0.4)}
+    w = np.asarray(params["w"])
+    l1 = llx.prior(llx.Laplace(0.5), on={"w": True, "b": False})
+    np.testing.assert_allclose(
+        l1(params), -np.sum(st.laplace.logpdf(w, 0, 0.5)), rtol=1e-13
+    )
+    heavy = llx.prior(llx.StudentT(3.0, 0.2))
+    expected = -np.sum(st.t.logpdf(np.r_[w, -0.4], 3.0, 0, 0.2))
+    np.testing.assert_allclose(heavy(params), expected, rtol=1e-13)
+    assert str(l1) == "−Σ_{w} log Laplace(θ | 0, b=0.5)"
+    assert str(heavy) == "−Σ log StudentT(θ | 0, ν=3, σ=0.2)"
+
+
 def test_mse_and_gaussian_mle_have_the_same_minimiser():
     """argmin MSE = argmin Σ Gaussian nll for any σ; at the optimum the MLE of σ is
     √(RSS/N) and the maximised log-likelihood is statsmodels OLS's `llf`."""
@@ -427,6 +471,70 @@ def test_multitask_heads_of_one_model():
     calls.clear()
     eqx.filter_jit(objective)(p, (u, y))
     assert len(calls) == 1
+
+
+def test_multitask_gaussian_and_categorical_heads():
+    """A regression head and a classification head of one network: one objective whose
+    value is the Gaussian nll of one head plus the softmax cross-entropy of the other."""
+    from scipy.special import log_softmax
+
+    rng = np.random.default_rng(4)
+    n, k = 30, 4
+    u = rng.normal(size=(n, 3))
+    y = {"reg": rng.normal(size=n), "cls": rng.integers(0, k, size=n).astype(np.int32)}
+    p = {
+        "trunk": jnp.asarray(rng.normal(size=(3, 5))),
+        "out": jnp.asarray(rng.normal(size=(5, 1 + k))),
+    }
+
+    def net(p, u):
+        z = jnp.tanh(u @ p["trunk"]) @ p["out"]
+        return {"mean": z[:, 0], "logits": z[:, 1:]}
+
+    objective = llx.likelihood(net, llx.Gaussian(0.5), output="mean", target="reg") + (
+        llx.likelihood(net, llx.Categorical(), output="logits", target="cls")
+    )
+    z = np.tanh(u @ np.asarray(p["trunk"])) @ np.asarray(p["out"])
+    expected_reg = _gauss_nll_sum(y["reg"], z[:, 0], 0.5)
+    expected_cls = -np.sum(log_softmax(z[:, 1:], axis=1)[np.arange(n), y["cls"]])
+    np.testing.assert_allclose(
+        objective.values(p, (u, y)), [expected_reg, expected_cls], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        objective(p, (u, y)), expected_reg + expected_cls, rtol=1e-12
+    )
+    g = jax.grad(objective)(p, (u, y))
+    g_sep = [jax.grad(t)(p, (u, y)) for t in objective.terms]
+    for key in p:
+        np.testing.assert_allclose(g[key], g_sep[0][key] + g_sep[1][key], rtol=1e-12)
+    assert str(objective) == (
+        "−Σ log N(y[reg] | net(θ, u)[mean], σ=0.5) − Σ log Cat(y[cls] | net(θ, u)[logits])"
+    )
+
+
+def test_generic_display_of_combinators():
+    """A noise model without a `_describe` hook prints its nested components."""
+
+    class Wrapped(llx.AbstractNoise):
+        inner: llx.AbstractNoise
+        parts: tuple
+
+        def _loss(self, x, x_hat):
+            return self.inner._inner_nll(x, x_hat)
+
+        def _hyperparameter_paths(self):
+            paths = {f"inner.{k}": d for k, d in self.inner._hyperparameter_paths().items()}
+            for i, c in enumerate(self.parts):
+                paths.update(
+                    {f"parts.{i}.{k}": d for k, d in c._hyperparameter_paths().items()}
+                )
+            return paths
+
+    noise = Wrapped(llx.Gaussian(2.0), (llx.Laplace(1.0), llx.StudentT(4.0, 0.5)))
+    assert str(llx.likelihood(linear, noise, learn="parts.1.df")) == (
+        "−Σ log Wrapped(y | linear(θ, u), N(σ=2), Laplace(b=1), "
+        "StudentT(ν=4 (learned), σ=0.5))"
+    )
 
 
 def test_equinox_model_and_captured_arrays():
