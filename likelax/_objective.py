@@ -434,6 +434,17 @@ def _check_noise(noise: Any, where: str) -> AbstractNoise:
     return noise
 
 
+_SIXTEEN = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+
+
+def _sum(values: Array) -> Array:
+    """Σ over every element; 16-bit values are summed (and returned) in float32, since
+    a bfloat16 running sum of a few hundred nlls already loses every digit."""
+    if values.dtype in _SIXTEEN:
+        return jnp.sum(values, dtype=jnp.float32)
+    return jnp.sum(values)
+
+
 def _weighted(value: Array, weight: Array | None) -> Array:
     return value if weight is None else value * weight.astype(value.dtype)
 
@@ -757,7 +768,7 @@ class Likelihood(AbstractTerm):
                 f"per-observation nll to shape {tuple(per_obs.shape)}, not the shape of "
                 f"{y_desc} {tuple(obs.shape)}."
             )
-        return jnp.sum(per_obs)
+        return _sum(per_obs)
 
     def _body(self) -> str:
         name = self.label or _fn_name(self._model_static) or "f"
@@ -895,7 +906,7 @@ class Prior(AbstractTerm):
             theta = jnp.asarray(theta)
             zero = jnp.zeros((), theta.dtype)
             per = self.noise.nll(theta, zero) if exact else self.noise.loss(theta, zero)
-            s = jnp.sum(per)
+            s = _sum(per)
             total = s if total is None else total + s
         if total is None:
             return jnp.zeros((), jnp.result_type(float))

@@ -265,6 +265,22 @@ def test_tempered_term_scales_exactly(w):
     )
 
 
+@pytest.mark.parametrize("dtype", [np.float32, jnp.bfloat16])
+def test_low_precision_dtypes(dtype):
+    """float32 stays float32 (weights and likelihood_scale are cast, not promoted to
+    float64); 16-bit nlls are summed in float32."""
+    lik, prior, p, (X, y) = _lik_prior()
+    cast = lambda t: jax.tree.map(lambda a: jnp.asarray(a, dtype), t)
+    objective = 0.5 * lik + prior
+    value = objective(cast(p), cast((X, y)), likelihood_scale=3.0)
+    assert value.dtype == jnp.float32
+    expected = 1.5 * lik(p, (X, y)) + prior(p)
+    rtol = 1e-5 if dtype == np.float32 else 2e-2
+    np.testing.assert_allclose(float(value), float(expected), rtol=rtol)
+    g = jax.grad(objective)(cast(p), cast((X, y)))
+    assert all(leaf.dtype == dtype for leaf in jax.tree.leaves(g))
+
+
 def test_sum_builtin_and_flattening():
     lik, prior, p, data = _lik_prior()
     total = sum([lik, prior, 0.5 * prior])
