@@ -26,6 +26,9 @@ from ._noise._discrete import Binomial as Binomial
 from ._noise._discrete import Categorical as Categorical
 
 # -- noise families: positive, unit interval, circular --
+from ._noise._circular import VonMises as VonMises
+from ._noise._positive import Beta as Beta
+from ._noise._positive import Gamma as Gamma
 
 # -- combinators --
 from ._algebra import Censored as Censored

@@ -1,0 +1,367 @@
+r"""Noise on the positive half-line (Gamma) and on the unit interval (Beta).
+
+Both are written so that large concentrations do not cancel catastrophically: the
+normalising constants are split into a Stirling part, which cancels analytically
+against the data terms, and the Stirling remainder
+$\operatorname{stirlerr}(k) = \log\Gamma(k) - (k-\tfrac12)\log k + k - \tfrac12\log 2\pi$,
+which is small and computed accurately (a series for $k \ge 15$).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import betainc, gammainc, gammaincc, gammaln
+from jaxtyping import Array, ArrayLike, Float
+
+from ._base import POSITIVE, AbstractNoise, as_param
+from ._special import HALF_LOG_2PI
+
+# ------------------------------------------------------------------ helpers
+
+_STIRLING_SWITCH = 15.0
+# 1/12, 1/360, 1/1260, 1/1680, 1/1188: the Stirling series of log Γ; five terms
+# are exact to < 3e-18 (relative) for k >= 15.
+_STIRLING = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188)
+
+
+def _stirlerr(k: Array, log_k: Array) -> Array:
+    r"""$\log\Gamma(k) - (k-\frac12)\log k + k - \frac12\log 2\pi$ for $k > 0$.
+
+    `log_k` is $\log k$, passed separately so that a $k$ that underflows to 0 (a
+    tiny Beta shape) still gives the right (finite) value and gradient. Below the
+    switch, $\log\Gamma(1+k) - (k+\frac12)\log k + k - \frac12\log 2\pi$ (absolute
+    error ~ 1e-14 in float64); above it, the Stirling series (relative error
+    < 3e-18). Both branches get safe inputs, so neither leaks NaN gradients.
+    """
+    big = k >= _STIRLING_SWITCH
+    kb = jnp.where(big, k, _STIRLING_SWITCH)
+    r = 1.0 / kb
+    r2 = r * r
+    c0, c1, c2, c3, c4 = _STIRLING
+    series = r * (c0 + r2 * (c1 + r2 * (c2 + r2 * (c3 + r2 * c4))))
+    ks = jnp.where(big, 1.0, k)
+    log_ks = jnp.where(big, 0.0, log_k)
+    direct = gammaln(1.0 + ks) - (ks + 0.5) * log_ks + ks - HALF_LOG_2PI
+    return jnp.where(big, series, direct)
+
+
+def _log_sigmoids(logit: Array) -> tuple[Array, Array, Array, Array]:
+    r"""$(\log\mu, \log(1-\mu), \mu, 1-\mu)$ for $\mu = \sigma(\ell)$, with one `exp`
+    and one `log1p`, accurate for any $\ell$ (including $\pm$1e4 in float32, where
+    $\mu$ or $1-\mu$ underflows but its logarithm does not)."""
+    pos = logit >= 0
+    e = jnp.exp(jnp.where(pos, -logit, logit))  # exp(-|l|), with the gradient at 0
+    lp = jnp.log1p(e)
+    log_mu = -(jnp.where(pos, 0.0, -logit) + lp)
+    log_1m_mu = -(jnp.where(pos, logit, 0.0) + lp)
+    inv = 1.0 / (1.0 + e)
+    mu = jnp.where(pos, inv, e * inv)
+    one_m_mu = jnp.where(pos, e * inv, inv)
+    return log_mu, log_1m_mu, mu, one_m_mu
+
+
+def _log1mexp(v: Array) -> Array:
+    r"""$\log(1 - e^{v})$ for $v \le 0$, accurate on both sides of $-\log 2$."""
+    near = v > -0.6931471805599453
+    v_near = jnp.where(near, v, -1.0)
+    v_far = jnp.where(near, -1.0, v)
+    return jnp.where(near, jnp.log(-jnp.expm1(v_near)), jnp.log1p(-jnp.exp(v_far)))
+
+
+def _broadcast(value: Array, *others: Array) -> Array:
+    return jnp.broadcast_to(
+        value, jnp.broadcast_shapes(value.shape, *(o.shape for o in others))
+    )
+
+
+# Tail fallbacks for the regularised incomplete gamma functions, used where
+# `gammainc` / `gammaincc` underflow to 0 but their logarithm is representable.
+_TAIL_TERMS = 48
+
+
+def _log_gammainc_series(k: Array, log_z: Array, z: Array) -> Array:
+    r"""$\log P(k, z)$ from $P = \frac{z^k e^{-z}}{\Gamma(k+1)}\sum_{n\ge0}
+    \frac{z^n}{(k+1)\cdots(k+n)}$: the first `_TAIL_TERMS` terms exactly (nested),
+    the rest as a geometric tail with ratio $z/(k+N+1)$. Accurate to rounding when
+    $z \lesssim k/2$; the tail estimate costs at most ~N²/k relative when
+    $z \to k$ (only reached for $k \gtrsim 10^3$)."""
+    n = _TAIL_TERMS
+    ratio = z / (k + n + 1.0)
+    acc = 1.0 / (1.0 - jnp.minimum(ratio, 0.5))
+    for j in range(n, 0, -1):
+        acc = 1.0 + z / (k + j) * acc
+    return k * log_z - z - gammaln(k + 1.0) + jnp.log(acc)
+
+
+def _log_gammaincc_cf(k: Array, log_z: Array, z: Array) -> Array:
+    r"""$\log Q(k, z)$ from Legendre's continued fraction
+    $Q = \frac{z^k e^{-z}}{\Gamma(k)}\cfrac{1}{z+1-k-\cfrac{1\,(1-k)}{z+3-k-\cdots}}$,
+    evaluated backwards to a fixed depth; used for $z > k$ only."""
+    t = jnp.zeros_like(z)
+    for j in range(_TAIL_TERMS, 0, -1):
+        t = j * (j - k) / (z + 2.0 * j + 1.0 - k - t)
+    return k * log_z - z - gammaln(k) - jnp.log(z + 1.0 - k - t)
+
+
+# ------------------------------------------------------------------ Gamma
+
+
+class Gamma(AbstractNoise):
+    r"""Gamma noise with concentration (shape) $k$ and mean $\mu = e^{\hat x}$:
+
+    $$p(x\mid\hat x) = \frac{(k/\mu)^k}{\Gamma(k)}\,x^{k-1}e^{-kx/\mu},\quad x>0,$$
+
+    $$-\log p = k\,x e^{-\hat x} + k\hat x - (k-1)\log x - k\log k + \log\Gamma(k).$$
+
+    `x_hat` is the log-mean $\eta = \log\mu$ (the canonical log link); the variance
+    is $\mu^2/k$. scipy's twin is `gamma(a=k, scale=mu/k)`. `predict` returns
+    $\mu = e^{\hat x}$.
+
+    `loss` keeps $k\,(x e^{-\hat x} + \hat x)$ (with $k=1$ this is the half-Gamma
+    deviance loss of scikit-learn, `HalfGammaLoss`) and drops
+    $-(k-1)\log x - k\log k + \log\Gamma(k)$.
+
+    Numerics: with $d = \log x - \hat x$ the nll is evaluated as
+    $k\,(\operatorname{expm1}(d) - d) + \log x + \tfrac12\log(2\pi/k) +
+    \operatorname{stirlerr}(k)$, which has no $k\log k$ cancellation (huge $k$ is
+    accurate), never forms $x/\mu$ or $e^{-\hat x}$ alone (so $\hat x = \pm700$ in
+    float64 and huge or tiny $x$ stay finite wherever the value is representable),
+    and costs one `log` and one `expm1` per element; the $k$-only terms are computed
+    once on the hyperparameter. $x \le 0$ and $x = +\infty$ give `+inf`.
+
+    `cdf` is `gammainc`; `log_cdf` / `log_sf` take the logarithm of whichever of
+    $P$, $Q$ is below ½ (`log1p` of the other above), and where that underflows
+    they switch to a log-space series (lower tail) or continued fraction (upper
+    tail), so deep tails stay finite; see `_log_gammainc_series` for the accuracy.
+
+    Arguments:
+        concentration: the shape $k > 0$ (the inverse squared coefficient of
+            variation); an array broadcast against the batch.
+    """
+
+    concentration: Float[Array, "*#batch"]
+    _domains = {"concentration": POSITIVE}
+    _safe_x = 1.0
+
+    def __init__(self, concentration: Float[ArrayLike, "*#batch"]):
+        self.concentration = as_param(concentration)
+
+    def _in_support(self, x):
+        return (x > 0) & (x < jnp.inf)
+
+    def _log_norm(self) -> Array:
+        """$\\log\\Gamma(k) - k\\log k + k$ without cancellation (hyperparameter only)."""
+        k = self.concentration
+        log_k = jnp.log(k)
+        return HALF_LOG_2PI - 0.5 * log_k + _stirlerr(k, log_k)
+
+    def _nll(self, x, x_hat):
+        k = self.concentration
+        log_x = jnp.log(x)
+        d = log_x - x_hat
+        return k * (jnp.expm1(d) - d) + log_x + self._log_norm()
+
+    def _loss(self, x, x_hat):
+        k = self.concentration
+        return k * (jnp.exp(jnp.log(x) - x_hat) + x_hat)
+
+    def _const(self, x):
+        k = self.concentration
+        return -(k - 1.0) * jnp.log(x) - k * jnp.log(k) + gammaln(k)
+
+    def _predict(self, x_hat):
+        return _broadcast(jnp.exp(x_hat), self.concentration)
+
+    def _sample(self, key, x_hat, shape):
+        k = jnp.broadcast_to(self.concentration, shape)
+        log_g = jax.random.loggamma(key, k, shape, x_hat.dtype)
+        return jnp.exp(log_g + (x_hat - jnp.log(self.concentration)))
+
+    def _scaled(self, x, x_hat):
+        """(k, log z, z) with $z = kx/\\mu$ (computed in log space); x > 0 assumed."""
+        k = self.concentration
+        log_z = jnp.log(x) + (jnp.log(k) - x_hat)
+        return k, log_z, jnp.exp(log_z)
+
+    def _cdf(self, x, x_hat):
+        low = x <= 0
+        k, _, z = self._scaled(jnp.where(low, 1.0, x), x_hat)
+        return jnp.where(low, 0.0, gammainc(k, z))
+
+    def _log_tails(self, x, x_hat):
+        """(log P, log Q) at x > 0, each accurate where it is small."""
+        k, log_z, z = self._scaled(x, x_hat)
+        p = gammainc(k, z)
+        q = gammaincc(k, z)
+        tiny = jnp.finfo(p.dtype).tiny
+        # lower tail: log P, or the log-space series where P underflows
+        use_series = p < tiny * 1e6
+        zs = jnp.where(use_series, z, 0.5 * k)
+        log_zs = jnp.where(use_series, log_z, jnp.log(0.5 * k))
+        ps = jnp.where(use_series, 1.0, p)
+        log_p_small = jnp.where(
+            use_series, _log_gammainc_series(k, log_zs, zs), jnp.log(ps)
+        )
+        # upper tail: log Q, or the continued fraction where Q underflows
+        use_cf = (q < tiny * 1e6) & (z > k)
+        zc = jnp.where(use_cf, z, 2.0 * k + 2.0)
+        log_zc = jnp.where(use_cf, log_z, jnp.log(2.0 * k + 2.0))
+        qs = jnp.where(use_cf, 1.0, q)
+        log_q_small = jnp.where(use_cf, _log_gammaincc_cf(k, log_zc, zc), jnp.log(qs))
+        lower_half = p < 0.5
+        qh = jnp.where(lower_half, 0.0, q)
+        ph = jnp.where(lower_half, p, 0.0)
+        log_p = jnp.where(lower_half, log_p_small, jnp.log1p(-qh))
+        log_q = jnp.where(lower_half, jnp.log1p(-ph), log_q_small)
+        return log_p, log_q
+
+    def _log_cdf(self, x, x_hat):
+        low = x <= 0
+        log_p, _ = self._log_tails(jnp.where(low, 1.0, x), x_hat)
+        return jnp.where(low, -jnp.inf, log_p)
+
+    def _log_sf(self, x, x_hat):
+        low = x <= 0
+        _, log_q = self._log_tails(jnp.where(low, 1.0, x), x_hat)
+        return jnp.where(low, 0.0, log_q)
+
+
+# ------------------------------------------------------------------ Beta
+
+
+class Beta(AbstractNoise):
+    r"""Beta noise on $(0, 1)$ with mean $\mu = \sigma(\hat x)$ and concentration
+    (precision) $\phi$: shapes $a = \mu\phi$, $b = (1-\mu)\phi$,
+
+    $$-\log p(x\mid\hat x) = -(a-1)\log x - (b-1)\log(1-x)
+        + \log\Gamma(a) + \log\Gamma(b) - \log\Gamma(\phi).$$
+
+    `x_hat` is the logit of the mean (the usual Beta-regression link); the variance
+    is $\mu(1-\mu)/(1+\phi)$. scipy's twin is `beta(mu*phi, (1-mu)*phi)`.
+    `predict` returns $\mu = \sigma(\hat x)$.
+
+    `loss` keeps $-a\log x - b\log(1-x) + \log\Gamma(a) + \log\Gamma(b)$ and drops
+    $\log x + \log(1-x) - \log\Gamma(\phi)$ (the only $\hat x$-free terms: $a$ and
+    $b$ depend on $\hat x$).
+
+    Numerics: $\log\mu = -\operatorname{softplus}(-\hat x)$ and
+    $\log(1-\mu) = -\operatorname{softplus}(\hat x)$ (one `exp`, one `log1p`), so
+    logits of $\pm$1e4 (float32) or $\pm$800 (float64), where $a$ or $b$ underflows,
+    stay finite and exact. The nll is evaluated as
+    $\phi\,\mathrm{KL}(\mu\,\|\,x) + \log x + \log(1-x)
+    - \tfrac12\log(\phi\mu(1-\mu)) + \tfrac12\log 2\pi
+    + \operatorname{stirlerr}(a) + \operatorname{stirlerr}(b)
+    - \operatorname{stirlerr}(\phi)$, where
+    $\mathrm{KL}(\mu\|x) = \mu\log\frac{\mu}{x} + (1-\mu)\log\frac{1-\mu}{1-x}$ is
+    the Bernoulli divergence (formed with `log1p` of relative differences near
+    $x = \mu$): the $O(\phi\log\phi)$ terms of the log-Gamma functions cancel
+    analytically, so huge concentrations are accurate. $x \le 0$ and $x \ge 1$
+    give `+inf`.
+
+    `cdf` is `betainc(a, b, x)`; `log_cdf` / `log_sf` take the logarithm of the
+    smaller tail (`betainc` of the reflected arguments for the upper one) and are
+    accurate until that tail underflows (below ~1e-308 in float64). jax has no
+    derivative of `betainc` in $a, b$, so `cdf` and its logs cannot be
+    differentiated with respect to `x_hat` or the concentration.
+
+    Arguments:
+        concentration: the precision $\phi > 0$; an array broadcast against the
+            batch.
+    """
+
+    concentration: Float[Array, "*#batch"]
+    _domains = {"concentration": POSITIVE}
+    _safe_x = 0.5
+
+    def __init__(self, concentration: Float[ArrayLike, "*#batch"]):
+        self.concentration = as_param(concentration)
+
+    def _in_support(self, x):
+        return (x > 0) & (x < 1)
+
+    def _nll(self, x, x_hat):
+        phi = self.concentration
+        log_phi = jnp.log(phi)
+        log_mu, log_1m_mu, mu, one_m_mu = _log_sigmoids(x_hat)
+        a = phi * mu
+        b = phi * one_m_mu
+        log_x = jnp.log(x)
+        one_m_x = 1.0 - x
+        log_1m_x = jnp.log1p(-x)
+        # mu - x, accurately whichever end of (0, 1) both are near
+        delta = jnp.where(x < 0.5, mu - x, one_m_x - one_m_mu)
+        # log(mu / x) and log((1 - mu) / (1 - x)): log1p of the relative difference
+        # near x = mu (no cancellation), difference of logs far from it.
+        near1 = jnp.abs(delta) <= 0.5 * x
+        near2 = jnp.abs(delta) <= 0.5 * one_m_x
+        r1 = jnp.where(near1, delta / x, 0.0)
+        r2 = jnp.where(near2, -delta / one_m_x, 0.0)
+        log_ratio1 = jnp.where(near1, jnp.log1p(r1), log_mu - log_x)
+        log_ratio2 = jnp.where(near2, jnp.log1p(r2), log_1m_mu - log_1m_x)
+        kl = a * log_ratio1 + b * log_ratio2
+        const = HALF_LOG_2PI - 0.5 * log_phi - _stirlerr(phi, log_phi)
+        return (
+            kl
+            + log_x
+            + log_1m_x
+            - 0.5 * (log_mu + log_1m_mu)
+            + _stirlerr(a, log_phi + log_mu)
+            + _stirlerr(b, log_phi + log_1m_mu)
+            + const
+        )
+
+    def _const(self, x):
+        return jnp.log(x) + jnp.log1p(-x) - gammaln(self.concentration)
+
+    def _loss(self, x, x_hat):
+        return self._nll(x, x_hat) - self._const(x)
+
+    def _predict(self, x_hat):
+        return _broadcast(jax.nn.sigmoid(x_hat), self.concentration)
+
+    def _sample(self, key, x_hat, shape):
+        phi = self.concentration
+        log_phi = jnp.log(phi)
+        log_mu, log_1m_mu, _, _ = _log_sigmoids(x_hat)
+        a = jnp.broadcast_to(jnp.exp(log_phi + log_mu), shape)
+        b = jnp.broadcast_to(jnp.exp(log_phi + log_1m_mu), shape)
+        ka, kb = jax.random.split(key)
+        log_ga = jax.random.loggamma(ka, a, shape, x_hat.dtype)
+        log_gb = jax.random.loggamma(kb, b, shape, x_hat.dtype)
+        return jax.nn.sigmoid(log_ga - log_gb)
+
+    def _shapes(self, x_hat):
+        phi = self.concentration
+        mu = jax.nn.sigmoid(x_hat)
+        return phi * mu, phi * jax.nn.sigmoid(-x_hat)
+
+    def _cdf(self, x, x_hat):
+        a, b = self._shapes(x_hat)
+        xs = jnp.where((x <= 0) | (x >= 1), 0.5, x)  # NaN stays NaN
+        value = betainc(a, b, xs)
+        return jnp.where(x <= 0, 0.0, jnp.where(x >= 1, 1.0, value))
+
+    def _log_tails(self, x, x_hat):
+        a, b = self._shapes(x_hat)
+        xs = jnp.where((x <= 0) | (x >= 1), 0.5, x)  # NaN stays NaN
+        p = betainc(a, b, xs)
+        q = betainc(b, a, 1.0 - xs)
+        # each tail directly where it is the smaller one, else as log1p(-other);
+        # the unused branch sees a harmless argument (no NaN in gradients)
+        lower = p < 0.5
+        log_p = jnp.where(
+            lower, jnp.log(jnp.where(lower, p, 1.0)), jnp.log1p(-jnp.where(lower, 0.0, q))
+        )
+        log_q = jnp.where(
+            lower, jnp.log1p(-jnp.where(lower, p, 0.0)), jnp.log(jnp.where(lower, 1.0, q))
+        )
+        log_p = jnp.where(x <= 0, -jnp.inf, jnp.where(x >= 1, 0.0, log_p))
+        log_q = jnp.where(x <= 0, 0.0, jnp.where(x >= 1, -jnp.inf, log_q))
+        return log_p, log_q
+
+    def _log_cdf(self, x, x_hat):
+        return self._log_tails(x, x_hat)[0]
+
+    def _log_sf(self, x, x_hat):
+        return self._log_tails(x, x_hat)[1]
