@@ -56,6 +56,16 @@ from scipy import stats
 
 import likelax as llx
 
+try:  # the public name once exported, else the combinator module directly
+    MIXTURE = getattr(llx, "mixture", None)
+    if MIXTURE is None:
+        from likelax._algebra import mixture as MIXTURE
+    MIXTURE_SOURCE = (
+        "llx.mixture" if hasattr(llx, "mixture") else "likelax._algebra.mixture"
+    )
+except ImportError:
+    MIXTURE, MIXTURE_SOURCE = None, "not in likelax yet"
+
 # ------------------------------------------------------------ component maths
 
 
@@ -189,7 +199,7 @@ class Case:
 
     # likelax
     def likelax_list(self):
-        mixture = getattr(llx, "mixture", None)
+        mixture = MIXTURE
         if mixture is None or not all(hasattr(llx, k) for k in self.kinds):
             return None
         comps = [
@@ -198,7 +208,7 @@ class Case:
         return mixture(comps, jnp.asarray(self.weights))
 
     def likelax_stacked(self):
-        mixture = getattr(llx, "mixture", None)
+        mixture = MIXTURE
         if mixture is None or not self.same_family or not hasattr(llx, self.kinds[0]):
             return None
         keys = self.hyper[0].keys()

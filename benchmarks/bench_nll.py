@@ -278,14 +278,20 @@ def overhead_section(fams: list[Family], reps: int) -> str:
             "likelax under eqx.filter_jit": lambda: f_eqx(noise, x, m),
         }
         t = time_interleaved(calls, reps, 2e-3)
-        a = t["likelax (noise as jit argument)"].median
-        b = t["hand (plain arrays)"].median
-        c = t["likelax under eqx.filter_jit"].median
+        a = t["likelax (noise as jit argument)"]
+        b = t["hand (plain arrays)"]
+        c = t["likelax under eqx.filter_jit"]
         rows.append(
-            [fam.name, fmt_time(a), fmt_time(b), f"{(a - b) * 1e6:+.1f} µs", fmt_time(c)]
+            [
+                fam.name,
+                f"{fmt_time(a.median)} ({fmt_time(a.min)})",
+                f"{fmt_time(b.median)} ({fmt_time(b.min)})",
+                f"{(a.median - b.median) * 1e6:+.1f} µs ({(a.min - b.min) * 1e6:+.1f} µs)",
+                f"{fmt_time(c.median)} ({fmt_time(c.min)})",
+            ]
         )
     head = [
-        "family (N = 16)",
+        "family (N = 16); median (min)",
         "jit(f)(noise, x, x_hat)",
         "jit(f)(params, x, x_hat)",
         "overhead",
