@@ -1,0 +1,858 @@
+r"""Fitting: maximum likelihood and MAP as one compiled optax program.
+
+`fit` minimises an objective $F(\theta, \phi) = \sum_i \mathrm{nll}(y_i \mid
+m_\theta(u_i); \phi) - \log p(\theta)$ over the model parameters $\theta$ (every
+inexact-array leaf of `params`) and the noise hyperparameters $\phi$ that the
+objective marks learnable (`llx.likelihood(..., learn=...)`; they are trained
+unconstrained, $\phi = c(\tilde\phi)$ with the bijection $c$ of their domain, so they
+stay valid by construction). Priors' hyperparameters are never trained.
+
+The loop is a `lax.while_loop` inside one jitted function: a step is an optax
+update, an evaluation of the objective and its gradient at the new point, a
+finiteness check and a convergence check, all on device. A progress bar or
+checkpoints split the run into chunks (one call of the same compiled program per
+chunk, the chunk end being a runtime argument), so a chunked run and a single-call
+run execute the same program on the same states and end bit-identical.
+
+Under `jax.jit` or `jax.vmap` (any argument traced), `fit` stages the whole loop into
+the caller's program: no progress bar, no checkpoints, and statuses are arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import inspect
+import os
+import pathlib
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
+
+__all__ = ["FitError", "FitResult", "Status", "fit"]
+
+_Tracer = jax.core.Tracer  # pyright: ignore[reportAttributeAccessIssue]
+_RUNNING, _CONVERGED, _NONFINITE, _STALLED = 0, 1, 2, 3
+# A line-search step that raises the objective by at most this many ulps of it is
+# the end of progress at an optimum, not a failure.
+_ROUNDING = 1024
+
+
+class Status(eqx.Enumeration):
+    """Why a fit stopped (`FitResult.status`).
+
+    Compare with `==` (`result.status == llx.Status.converged`); under `jax.vmap`
+    the comparison is a boolean array. `llx.Status[result.status]` is the message.
+    """
+
+    converged = (
+        "converged: the gradient norm, or the relative change of the objective, "
+        "fell below its tolerance"
+    )
+    budget = "the step budget ran out before convergence"
+    stalled = (
+        "stalled: the line search found no decrease although the gradient is not "
+        "small (a kink of a non-smooth objective, or a NaN region in the way); the "
+        "parameters are the best point found"
+    )
+    nonfinite = (
+        "the objective or its gradient became non-finite (NaN or inf); the "
+        "parameters are the last ones with a finite objective and gradient"
+    )
+
+
+_StatusItem = Any  # an `eqx.Enumeration` item of `Status`
+
+
+class FitError(RuntimeError):
+    """Raised by `fit(..., throw=True)` when a fit does not converge."""
+
+
+class FitResult(eqx.Module):
+    r"""The outcome of `fit`.
+
+    - `params`: the fitted parameters (the last finite ones if the fit hit NaN/inf);
+    - `objective`: the objective with its learned noise hyperparameters set to their
+      fitted values (the fitted noise model is inside it);
+    - `history`: shape `(steps + 1,)`; `history[0]` is the objective at the initial
+      parameters and `history[k]` after `k` optimiser steps. Entries after the stop
+      are NaN (plotting skips them); `history[: result.steps + 1]` is the trajectory.
+      Full batch: the exact objective (every constant included). Minibatches: the
+      $N/B$-rescaled minibatch objective, an unbiased estimate of it;
+    - `status`: a `Status` (converged / budget / nonfinite);
+    - `steps`: the number of optimiser steps taken (for `nonfinite`, step
+      `steps + 1` produced the non-finite value);
+    - `value`: the exact objective at `params` (on the full data, also for
+      minibatch fits); `grad_norm`: the Euclidean norm of its gradient over every
+      trained leaf (parameters and learned hyperparameters).
+    """
+
+    params: PyTree
+    objective: Any
+    history: Array
+    status: _StatusItem
+    steps: Array
+    value: Array
+    grad_norm: Array
+
+    @property
+    def converged(self) -> Array:
+        """`status == Status.converged` (a boolean array)."""
+        return self.status == Status.converged
+
+    @property
+    def message(self) -> str:
+        """The status message, with the step (concrete results only)."""
+        return _message(self.status, int(self.steps))
+
+
+def _message(status: _StatusItem, steps: int) -> str:
+    text = Status[status]
+    if bool(status == Status.nonfinite):
+        return f"{text} (non-finite at step {steps + 1}; returned step {steps})"
+    return f"{text} (after {steps} steps)"
+
+
+# ----------------------------------------------------------------------------- state
+
+
+class _Problem(eqx.Module):
+    """Everything the compiled loop reads but does not change."""
+
+    objective: Any
+    params_static: Any
+    key: Any
+    gtol: Array
+    ftol: Array
+    until: Array
+    optimizer: optax.GradientTransformationExtraArgs = eqx.field(static=True)
+    steps: int = eqx.field(static=True)
+    batch_size: int | None = eqx.field(static=True)
+    n: int = eqx.field(static=True)
+    learn: bool = eqx.field(static=True)
+    check: bool = eqx.field(static=True)
+
+
+class _State(eqx.Module):
+    """The loop carry: the iterate and everything needed to continue from it."""
+
+    x: Any  # (trained params, learned unconstrained hyperparameters)
+    opt_state: Any
+    value: Array  # objective at x (minibatch: on the batch of this step)
+    grad: Any  # its gradient
+    step: Array  # optimiser steps accepted so far
+    done: Array
+    status: Array  # _RUNNING / _CONVERGED / _NONFINITE / _STALLED
+    history: Array
+    perm: Array | None  # the current epoch's permutation of the rows
+    fresh: Array  # x0 not evaluated yet (the first iteration only evaluates)
+
+
+def _objective_value(problem: _Problem, x, batch, scale):
+    params = eqx.combine(x[0], problem.params_static)
+    objective = problem.objective
+    if problem.learn:
+        objective = objective.with_learned(x[1])
+    if scale is None:
+        value = objective(params, batch)
+    else:
+        value = objective(params, batch, likelihood_scale=scale)
+    value = jnp.asarray(value)
+    if value.shape != ():
+        raise ValueError(
+            f"fit: the objective must return a scalar, got shape {value.shape}. "
+            "Sum (or average) the per-observation values inside the objective."
+        )
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        raise TypeError(f"fit: the objective must return a float, got {value.dtype}.")
+    return value
+
+
+def _batch(problem: _Problem, data, perm, step):
+    """The rows of minibatch number `step` (within its epoch) and the N/B scale."""
+    if problem.batch_size is None:
+        return data, None
+    size = problem.batch_size
+    per_epoch = problem.n // size
+    start = (step % per_epoch) * size
+    idx = jax.lax.dynamic_slice_in_dim(perm, start, size)
+    batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
+    return batch, problem.n / size
+
+
+def _epoch_perm(problem: _Problem, step, perm):
+    """The permutation for the epoch containing `step`: a fresh shuffle (from
+    `fold_in(key, epoch)`) at the first step of each epoch, else the current one."""
+    if problem.batch_size is None:
+        return perm
+    per_epoch = problem.n // problem.batch_size
+    epoch = step // per_epoch
+
+    def shuffle():
+        return jax.random.permutation(
+            jax.random.fold_in(problem.key, epoch), problem.n
+        ).astype(jnp.int32)
+
+    if perm is None:
+        return shuffle()
+    return jax.lax.cond(step % per_epoch == 0, shuffle, lambda: perm)
+
+
+def _cached(opt_state, x):
+    """(value, grad) at the new iterate stored by a line search (optax's L-BFGS and
+    linesearch transforms store them), or None."""
+    try:
+        value = optax.tree.get(opt_state, "value")
+        grad = optax.tree.get(opt_state, "grad")
+    except (KeyError, ValueError):
+        return None
+    if value is None or grad is None:
+        return None
+    if jax.tree.structure(grad) != jax.tree.structure(x) or jnp.shape(value) != ():
+        return None
+    return value, grad
+
+
+def _tree_finite(tree) -> Array:
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
+    out = jnp.asarray(True)
+    for leaf in leaves:
+        out = out & leaf
+    return out
+
+
+def _norm(tree) -> Array:
+    return optax.tree.norm(tree)
+
+
+def _converged(problem: _Problem, value, gnorm, previous=None) -> Array:
+    if not problem.check:
+        return jnp.asarray(False)
+    size = jnp.maximum(jnp.abs(value), 1.0)
+    out = gnorm <= problem.gtol * size
+    if previous is not None:
+        size = jnp.maximum(size, jnp.abs(previous))
+        out = out | (jnp.abs(value - previous) <= problem.ftol * size)
+    return out
+
+
+def _where(pred, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+def _uses_cache(problem: _Problem, opt_state, x) -> bool:
+    """Whether the optimiser's state carries the objective at its new iterate (a
+    line search): then the loop reads it instead of evaluating again. Full batch
+    only (a minibatch changes the objective between steps)."""
+    return problem.batch_size is None and _cached(opt_state, x) is not None
+
+
+def _value_and_grad(problem: _Problem, data, perm, step, x):
+    batch, scale = _batch(problem, data, perm, step)
+    return jax.value_and_grad(lambda x_: _objective_value(problem, x_, batch, scale))(x)
+
+
+@eqx.filter_jit
+def _init(problem: _Problem, data, params_dyn) -> _State:
+    """The state before the first step.
+
+    With a line-search optimiser (which caches the objective at each new iterate)
+    the initial point is evaluated here. Otherwise the state is marked `fresh`: the
+    loop's first iteration evaluates it, with the same compiled code as every other
+    step (one copy of the objective in the program, as in a hand-written loop)."""
+    learned = problem.objective.learned() if problem.learn else {}
+    x = (params_dyn, learned)
+    opt_state = problem.optimizer.init(x)
+    step = jnp.asarray(0, jnp.int32)
+    perm = _epoch_perm(problem, step, None)
+    if _uses_cache(problem, opt_state, x):
+        value, grad = _value_and_grad(problem, data, perm, step, x)
+        finite = jnp.isfinite(value) & _tree_finite(grad)
+        converged = finite & _converged(problem, value, _norm(grad))
+        status = jnp.where(finite, jnp.where(converged, _CONVERGED, _RUNNING), _NONFINITE)
+        done, fresh = ~finite | converged, jnp.asarray(False)
+    else:
+        batch, scale = _batch(problem, data, perm, step)
+        shape = jax.eval_shape(lambda x_: _objective_value(problem, x_, batch, scale), x)
+        value = jnp.full((), jnp.nan, shape.dtype)
+        grad = jax.tree.map(jnp.zeros_like, x)
+        status, done, fresh = jnp.asarray(_RUNNING), jnp.asarray(False), jnp.asarray(True)
+    history = jnp.full((problem.steps + 1,), jnp.nan, value.dtype).at[0].set(value)
+    state = _State(
+        x=x,
+        opt_state=opt_state,
+        value=value,
+        grad=grad,
+        step=step,
+        done=done,
+        status=status.astype(jnp.int32),
+        history=history,
+        perm=perm,
+        fresh=fresh,
+    )
+    # Strong dtypes throughout, so a state read back from a checkpoint has exactly
+    # the types of a fresh one (same compiled program, bit-identical continuation).
+    return jax.tree.map(lambda a: jnp.asarray(a, dtype=a.dtype), state)
+
+
+def _step(problem: _Problem, data, s: _State) -> _State:
+    """One optimiser step and the evaluation at the new point (on a `fresh` state:
+    only the evaluation of the initial point; the update is computed and dropped)."""
+    batch, scale = _batch(problem, data, s.perm, s.step)
+    value_fn = lambda x_: _objective_value(problem, x_, batch, scale)
+    updates, opt_state = problem.optimizer.update(
+        s.grad, s.opt_state, s.x, value=s.value, grad=s.grad, value_fn=value_fn
+    )
+    x = optax.apply_updates(s.x, updates)
+    line_search = _uses_cache(problem, opt_state, x)
+    if line_search:  # never fresh (see `_init`)
+        step = s.step + 1
+        value, grad = _cached(opt_state, x)  # pyright: ignore[reportGeneralTypeIssues]
+        perm = s.perm
+    else:
+        x = _where(s.fresh, s.x, x)
+        opt_state = _where(s.fresh, s.opt_state, opt_state)
+        step = s.step + jnp.where(s.fresh, 0, 1).astype(s.step.dtype)
+        perm = _epoch_perm(problem, step, s.perm)
+        value, grad = _value_and_grad(problem, data, perm, step, x)
+    value = value.astype(s.value.dtype)
+    finite = jnp.isfinite(value) & _tree_finite(grad)
+    # On a fresh state `s.value` is NaN, so the relative-change test is False.
+    converged = finite & _converged(problem, value, _norm(grad), s.value)
+    history = s.history.at[step].set(value)
+    if line_search:
+        # A line search only accepts decreasing steps; a rise means it failed. Keep
+        # the better point. A rise within rounding of the objective is the end of
+        # progress at an optimum (converged); a larger one is a stall (a kink, or
+        # a NaN region the search backed away from).
+        rise = value - s.value
+        rose = finite & (rise > 0)
+        eps = float(jnp.finfo(value.dtype).eps)
+        in_rounding = rise <= _ROUNDING * eps * jnp.maximum(jnp.abs(s.value), 1.0)
+        failed = jnp.where(in_rounding, _CONVERGED, _STALLED)
+    else:
+        rose = jnp.asarray(False)
+        failed = jnp.asarray(_NONFINITE)
+    accepted = _State(
+        x=x,
+        opt_state=opt_state,
+        value=value,
+        grad=grad,
+        step=step,
+        done=converged,
+        status=jnp.where(converged, _CONVERGED, _RUNNING).astype(jnp.int32),
+        history=history,
+        perm=perm,
+        fresh=jnp.asarray(False),
+    )
+    rejected = _State(
+        x=s.x,
+        opt_state=s.opt_state,
+        value=jnp.where(s.fresh, value, s.value),  # no finite point at all: report it
+        grad=_where(s.fresh, grad, s.grad),
+        step=s.step,
+        done=jnp.asarray(True),
+        status=jnp.where(finite, failed, _NONFINITE).astype(jnp.int32),
+        history=history,
+        perm=s.perm,
+        fresh=jnp.asarray(False),
+    )
+    return _where(finite & ~rose, accepted, rejected)
+
+
+def _advance_impl(problem: _Problem, data, state: _State) -> _State:
+    until = jnp.minimum(problem.until, problem.steps)
+    return jax.lax.while_loop(
+        lambda s: s.fresh | ((s.step < until) & ~s.done),
+        lambda s: _step(problem, data, s),
+        state,
+    )
+
+
+_advance = eqx.filter_jit(
+    lambda problem_data, state: _advance_impl(problem_data[0], problem_data[1], state),
+    donate="all-except-first",
+)
+_advance_traced = eqx.filter_jit(
+    lambda problem_data, state: _advance_impl(problem_data[0], problem_data[1], state)
+)
+
+
+@eqx.filter_jit
+def _finish(problem: _Problem, data, state: _State, throw: bool) -> FitResult:
+    x = state.x
+    if problem.batch_size is None:
+        value, grad = state.value, state.grad
+    else:  # the exact objective on the full data
+        value, grad = jax.value_and_grad(
+            lambda x_: _objective_value(problem, x_, data, None)
+        )(x)
+    status = Status.where(
+        state.status == _CONVERGED,
+        Status.converged,
+        Status.where(
+            state.status == _NONFINITE,
+            Status.nonfinite,
+            Status.where(state.status == _STALLED, Status.stalled, Status.budget),
+        ),
+    )
+    params = eqx.combine(x[0], problem.params_static)
+    objective = problem.objective.with_learned(x[1]) if problem.learn else problem.objective
+    if throw:
+        for item in (Status.nonfinite, Status.budget, Status.stalled):
+            value = eqx.error_if(value, status == item, "fit: " + Status[item])
+    return FitResult(
+        params=params,
+        objective=objective,
+        history=state.history,
+        status=status,
+        steps=state.step,
+        value=value,
+        grad_norm=_norm(grad),
+    )
+
+
+# ------------------------------------------------------------------ configuration
+
+
+@functools.cache
+def _default_lbfgs() -> optax.GradientTransformationExtraArgs:
+    return optax.lbfgs()
+
+
+@functools.cache
+def _default_adam() -> optax.GradientTransformationExtraArgs:
+    return optax.with_extra_args_support(optax.adam(1e-3))
+
+
+@functools.cache
+def _with_extra_args(opt) -> optax.GradientTransformationExtraArgs:
+    return optax.with_extra_args_support(opt)
+
+
+def _optimizer(optimizer, batch_size) -> optax.GradientTransformationExtraArgs:
+    if optimizer is None:
+        return _default_lbfgs() if batch_size is None else _default_adam()
+    if not (
+        callable(getattr(optimizer, "init", None))
+        and callable(getattr(optimizer, "update", None))
+    ):
+        raise TypeError(
+            "fit: `optimizer` must be an optax GradientTransformation (e.g. "
+            f"`optax.adam(1e-2)`), got {type(optimizer).__name__}."
+        )
+    if isinstance(optimizer, optax.GradientTransformationExtraArgs):
+        return optimizer
+    try:  # cached so that the same optimiser gives the same (hashable) wrapper
+        return _with_extra_args(optimizer)  # pyright: ignore[reportArgumentType]
+    except TypeError:  # unhashable: wrap anew (retraces per call)
+        return optax.with_extra_args_support(optimizer)  # pyright: ignore[reportArgumentType]
+
+
+def _is_traced(tree) -> bool:
+    return any(isinstance(leaf, _Tracer) for leaf in jax.tree.leaves(tree))
+
+
+def _rows(data) -> int:
+    leaves = jax.tree.leaves(data)
+    if not leaves:
+        raise ValueError("fit: `data` has no arrays; pass e.g. `(u, y)`.")
+    shapes = [jnp.shape(leaf) for leaf in leaves]
+    if any(len(s) == 0 for s in shapes):
+        raise ValueError(
+            "fit: every leaf of `data` needs a leading observation axis; got shapes "
+            f"{shapes}."
+        )
+    ns = {s[0] for s in shapes}
+    if len(ns) != 1:
+        raise ValueError(
+            "fit: every leaf of `data` must have the observations on its leading "
+            f"axis, with the same length; got shapes {shapes}."
+        )
+    return ns.pop()
+
+
+def _default_tol(params_dyn, learned) -> tuple[float, float]:
+    leaves = jax.tree.leaves((params_dyn, learned))
+    dtype = jnp.result_type(*leaves) if leaves else jnp.result_type(float)
+    eps = float(jnp.finfo(dtype).eps)
+    return eps**0.6, 0.0
+
+
+def _learns(objective) -> bool:
+    learned = getattr(objective, "learned", None)
+    if not callable(learned) or not callable(getattr(objective, "with_learned", None)):
+        return False
+    return len(jax.tree.leaves(learned())) > 0
+
+
+# ---------------------------------------------------------------------- checkpoints
+
+
+def _fingerprint(problem: _Problem, state: _State) -> np.ndarray:
+    shapes = jax.tree.map(lambda a: (jnp.shape(a), str(jnp.result_type(a))), state)
+    text = repr(
+        (
+            str(jax.tree.structure(state)),
+            jax.tree.leaves(shapes, is_leaf=lambda v: isinstance(v, tuple)),
+            problem.steps,
+            problem.batch_size,
+            problem.n,
+        )
+    )
+    return np.frombuffer(hashlib.sha256(text.encode()).digest(), dtype=np.uint8).copy()
+
+
+def _host(state: _State) -> _State:
+    """A host copy of the state (a replicated array's local copy on multi-host)."""
+
+    def one(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return np.asarray(a.addressable_data(0))
+        return np.asarray(a)
+
+    return jax.tree.map(one, state)
+
+
+def _save(path: pathlib.Path, problem: _Problem, state: _State) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            eqx.tree_serialise_leaves(f, (_fingerprint(problem, state), _host(state)))
+        os.replace(tmp, path)  # atomic: a crash mid-write keeps the old checkpoint
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load(path: pathlib.Path, problem: _Problem, like: _State) -> _State:
+    expected = _fingerprint(problem, like)
+    with open(path, "rb") as f:
+        try:
+            stored, state = eqx.tree_deserialise_leaves(f, (expected, like))
+        except Exception as e:
+            raise ValueError(
+                f"fit: cannot resume from {str(path)!r}: it was written by a different "
+                f"fit (different parameters, optimiser, data shape, steps or "
+                f"batch_size): {e}"
+            ) from e
+    if not np.array_equal(np.asarray(stored), expected):
+        raise ValueError(
+            f"fit: cannot resume from {str(path)!r}: it was written by a different fit "
+            "(different parameters, optimiser state, data shape, steps or batch_size)."
+        )
+    return state
+
+
+# ------------------------------------------------------------------------ progress
+
+
+def _progress_bar(progress: bool | None, total: int, initial: int):
+    if progress is False:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="fit",
+        unit="step",
+        delay=0.0 if progress else 1.0,
+        dynamic_ncols=True,
+        leave=True,
+    )
+
+
+# ------------------------------------------------------------------------------ fit
+
+
+def fit(
+    objective: Callable[..., Any],
+    params: PyTree,
+    data: PyTree,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+    steps: int = 1000,
+    batch_size: int | None = None,
+    key: PRNGKeyArray | None = None,
+    tol: float | ArrayLike | None = None,
+    ftol: float | ArrayLike | None = None,
+    progress: bool | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    resume: bool | str | os.PathLike | None = None,
+    throw: bool = False,
+    mesh: jax.sharding.Mesh | None = None,
+) -> FitResult:
+    r"""Minimise `objective(params, data)` (MLE or MAP) in one compiled program.
+
+    **What is trained.** Every inexact-array leaf of `params` (other leaves are held
+    fixed), and the noise hyperparameters that the objective marks learnable
+    (`llx.likelihood(model, noise, learn=...)`), trained unconstrained so they stay
+    in their domain. `FitResult.objective` is the objective with the fitted noise.
+
+    **Arguments.**
+
+    - `objective`: an `llx` objective (`llx.likelihood(...) + llx.prior(...)`), or
+      any function `objective(params, data) -> scalar`; with `batch_size` it is
+      called as `objective(params, batch, likelihood_scale=N / B)`.
+    - `params`: the initial parameters (a pytree).
+    - `data`: a pytree whose every leaf has the $N$ observations on its leading
+      axis (for `llx.likelihood`, `(u, y)`).
+    - `optimizer`: any optax `GradientTransformation`. Default: `optax.lbfgs()`
+      (zoom line search) for full-batch fits, which reaches ~1e-6 relative accuracy
+      on smooth problems in float64; `optax.adam(1e-3)` with `batch_size`.
+      Create it once and reuse it: a new optimiser object retraces.
+    - `steps`: the step budget (a static size: the history has `steps + 1`
+      entries); the fit stops earlier when converged.
+    - `batch_size`, `key`: minibatches of `batch_size` rows, drawn without
+      replacement; each epoch ($\lfloor N/B \rfloor$ steps) reshuffles the rows with
+      `jax.random.permutation(jax.random.fold_in(key, epoch), N)` inside the
+      compiled loop. The likelihood terms are scaled by $N/B$ (priors are not), so
+      the minibatch objective is an unbiased estimate of the full one and MAP keeps
+      its optimum. Convergence is not tested on noisy minibatch values: a minibatch
+      fit runs its budget (or stops on a non-finite value).
+    - `tol`: converged when $\|\nabla F\|_2 \le \mathrm{tol}\cdot\max(|F|, 1)$
+      (norm over every trained leaf). `ftol`: converged when
+      $|F_{k+1} - F_k| \le \mathrm{ftol}\cdot\max(|F_k|, |F_{k+1}|, 1)$ (no further
+      progress). Defaults: `tol` $=\varepsilon^{0.6}$ of the parameters' dtype
+      ($4.2\times10^{-10}$ in float64, $7.1\times10^{-5}$ in float32) and `ftol`
+      $=0$: the fit also stops when a step leaves the objective exactly unchanged,
+      which is where a line search ends once the objective's rounding hides any
+      further decrease (a relative-change tolerance above 0 stops quasi-Newton
+      methods early: near the optimum the objective changes quadratically less
+      than the parameters). `tol=0.0` and `ftol=-1.0` (any negative value) switch
+      the two tests off, so the fit runs its whole budget unless it turns
+      non-finite.
+    - `progress`: `None` (default) shows a progress bar with the current objective
+      once a fit has run for a second; `True` shows it at once; `False` never.
+      Always off inside `jit`/`vmap`.
+    - `checkpoint_every`, `checkpoint_path`: save the full loop state (equinox
+      serialisation, written atomically) every `checkpoint_every` steps and at the
+      end. `resume`: a checkpoint path to continue from, or `True` to continue from
+      `checkpoint_path` if it exists (else start afresh). A resumed fit ends
+      bit-identical to an uninterrupted one; call it with the same arguments. On
+      `KeyboardInterrupt` the last completed state is saved before re-raising.
+    - `throw`: raise `FitError` (under `jit`/`vmap`: a runtime error) unless the
+      fit converged.
+    - `mesh`: data-parallel fitting: the rows of `data` are sharded across every
+      device of the `jax.sharding.Mesh` (the row count must be divisible by the
+      number of devices) and the parameters are replicated; XLA inserts the
+      cross-device sums. Equivalent to `jax.device_put`-ing the data yourself with
+      `NamedSharding(mesh, P(mesh.axis_names))`, which also works. On several hosts
+      call `jax.distributed.initialize()` first, build the mesh over
+      `jax.devices()` and pass each process's rows as a global array
+      (`jax.make_array_from_process_local_data`); the loop runs unchanged, and
+      checkpoints are written from each process's replicated copy (give each
+      process its own path, or write from process 0 only).
+
+    **Nothing lost.** A non-finite objective or gradient stops the loop; the result
+    holds the last finite parameters and `status == Status.nonfinite`.
+
+    **Under `jax.vmap`.** `jax.vmap(lambda df: llx.fit(obj(df), p, data).params)`
+    fits one problem per batch element in one program, equal to separate fits;
+    return arrays (or use `eqx.filter_vmap` to map the whole `FitResult`).
+    """
+    if not isinstance(steps, int | np.integer) or steps < 0:
+        raise ValueError(f"fit: `steps` must be a non-negative integer, got {steps!r}.")
+    steps = int(steps)
+    if batch_size is not None:
+        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise ValueError(
+                f"fit: `batch_size` must be a positive integer, got {batch_size!r}."
+            )
+        batch_size = int(batch_size)
+        if key is None:
+            raise ValueError(
+                "fit: minibatches need a PRNG key to shuffle the rows: pass "
+                "`key=jax.random.key(0)` with `batch_size`."
+            )
+    if checkpoint_every is not None and (
+        not isinstance(checkpoint_every, int | np.integer) or checkpoint_every < 1
+    ):
+        raise ValueError(
+            f"fit: `checkpoint_every` must be a positive integer, got {checkpoint_every!r}."
+        )
+    if checkpoint_every is not None and checkpoint_path is None:
+        raise ValueError("fit: `checkpoint_every` needs a `checkpoint_path`.")
+    if resume is True and checkpoint_path is None:
+        raise ValueError("fit: `resume=True` needs a `checkpoint_path`.")
+
+    n = _rows(data)
+    if batch_size is not None:
+        _check_scale_argument(objective)
+    if batch_size is not None and batch_size > n:
+        raise ValueError(
+            f"fit: `batch_size` ({batch_size}) exceeds the number of rows ({n})."
+        )
+    params_dyn, params_static = eqx.partition(params, eqx.is_inexact_array)
+    learn = _learns(objective)
+    learned0 = objective.learned() if learn else {}  # pyright: ignore[reportAttributeAccessIssue]
+    default_tol, default_ftol = _default_tol(params_dyn, learned0)
+    gtol = jnp.asarray(default_tol if tol is None else tol)
+    ftol_ = jnp.asarray(default_ftol if ftol is None else ftol)
+
+    traced = _is_traced((objective, params, data, key, gtol, ftol_))
+    if traced and (checkpoint_path is not None or resume):
+        raise ValueError(
+            "fit: checkpoints need concrete arrays; they are not available inside "
+            "`jax.jit` or `jax.vmap`."
+        )
+    if mesh is not None:
+        if traced:
+            raise ValueError("fit: `mesh=` is not available inside `jax.jit`/`jax.vmap`.")
+        data, params_dyn, objective, key = _shard(mesh, n, data, params_dyn, objective, key)
+
+    problem = _Problem(
+        objective=objective,
+        params_static=params_static,
+        key=key,
+        gtol=gtol,
+        ftol=ftol_,
+        until=jnp.asarray(steps, jnp.int32),
+        optimizer=_optimizer(optimizer, batch_size),
+        steps=steps,
+        batch_size=batch_size,
+        n=n,
+        learn=learn,
+        check=batch_size is None,
+    )
+
+    if traced:
+        state = _init(problem, data, params_dyn)
+        state = _advance_traced((problem, data), state)
+        return _finish(problem, data, state, throw)
+
+    path = None if checkpoint_path is None else pathlib.Path(checkpoint_path)
+    resume_path = None
+    if resume is True:
+        assert path is not None
+        resume_path = path if path.exists() else None
+    elif resume not in (None, False):
+        resume_path = pathlib.Path(resume)  # pyright: ignore[reportArgumentType]
+        if not resume_path.exists():
+            raise FileNotFoundError(f"fit: no checkpoint at {str(resume_path)!r}.")
+
+    if resume_path is not None:
+        like = eqx.filter_eval_shape(_init, problem, data, params_dyn)
+        state = _load(resume_path, problem, like)
+        state = jax.tree.map(jnp.asarray, state)
+        if mesh is not None:
+            state = jax.device_put(state, jax.sharding.NamedSharding(mesh, _P()))
+    else:
+        state = _init(problem, data, params_dyn)
+
+    state = _run(problem, data, state, progress, checkpoint_every, path)
+    result = _finish(problem, data, state, False)
+    if throw and not bool(result.status == Status.converged):
+        raise FitError("fit: " + result.message)
+    return result
+
+
+def _check_scale_argument(objective) -> None:
+    try:
+        signature = inspect.signature(objective)
+    except (TypeError, ValueError):  # not introspectable: let the call decide
+        return
+    try:
+        signature.bind(None, None, likelihood_scale=1.0)
+    except TypeError:
+        raise TypeError(
+            "fit: with `batch_size`, the objective is called as `objective(params, "
+            "batch, likelihood_scale=N / B)` and must multiply its likelihood terms "
+            "(not its priors) by `likelihood_scale`; this objective does not accept "
+            "that keyword. `llx.likelihood(...)` objectives do."
+        ) from None
+
+
+def _P(*args):
+    return jax.sharding.PartitionSpec(*args)
+
+
+def _shard(mesh, n, data, params_dyn, objective, key):
+    devices = mesh.devices.size
+    if n % devices:
+        raise ValueError(
+            f"fit: `mesh=` shards the {n} rows over {devices} devices; the row count "
+            "must be divisible by the device count (drop or pad rows, with a `where` "
+            "mask, to a multiple)."
+        )
+    rows = jax.sharding.NamedSharding(mesh, _P(mesh.axis_names))
+    replicated = jax.sharding.NamedSharding(mesh, _P())
+    data = jax.tree.map(lambda a: jax.device_put(a, rows), data)
+    params_dyn = jax.device_put(params_dyn, replicated)
+    dyn, static = eqx.partition(objective, eqx.is_array)
+    objective = eqx.combine(jax.device_put(dyn, replicated), static)
+    if key is not None:
+        key = jax.device_put(key, replicated)
+    return data, params_dyn, objective, key
+
+
+def _run(problem, data, state, progress, checkpoint_every, path) -> _State:
+    """The host loop: one compiled call per chunk (one call in all when neither a
+    progress bar nor checkpoints ask for chunks)."""
+    steps = problem.steps
+    step, done, value = jax.device_get((state.step, state.done, state.value))
+    chunked = progress is not False or checkpoint_every is not None
+    if not chunked:
+        if not done:
+            state = _advance((problem, data), state)
+        return state
+
+    bar = _progress_bar(progress, steps, int(step))
+    chunk = max(1, min(16, steps))
+    first = True
+    last_saved = -1
+    try:
+        while not done and step < steps:
+            target = min(steps, int(step) + chunk)
+            if checkpoint_every is not None:
+                target = min(target, (int(step) // checkpoint_every + 1) * checkpoint_every)
+            chunk_problem = eqx.tree_at(
+                lambda p: p.until, problem, jnp.asarray(target, jnp.int32)
+            )
+            t0 = time.perf_counter()
+            new_state = _advance((chunk_problem, data), state)
+            state = new_state
+            step, done, value = jax.device_get((state.step, state.done, state.value))
+            elapsed = time.perf_counter() - t0
+            if bar is not None:
+                bar.update(int(step) - bar.n)
+                bar.set_postfix(objective=f"{float(value):.6g}", refresh=False)
+            if (
+                checkpoint_every is not None
+                and path is not None
+                and (int(step) % checkpoint_every == 0 or done or step >= steps)
+            ):
+                _save(path, problem, state)
+                last_saved = int(step)
+            if not first:  # the first call includes compilation
+                factor = 0.25 / max(elapsed, 1e-6)
+                chunk = int(min(max(chunk * factor, chunk / 4, 1), chunk * 8))
+            first = False
+    except KeyboardInterrupt:
+        if path is not None and int(step) != last_saved:
+            # Interrupted inside the call, its input donated: the last periodic
+            # checkpoint stands.
+            with contextlib.suppress(RuntimeError):
+                _save(path, problem, state)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if path is not None and int(step) != last_saved:
+        _save(path, problem, state)
+    return state

@@ -1,0 +1,497 @@
+"""`llx.fit`: stopping, statuses, nothing lost, checkpoints, minibatches, vmap, jit.
+
+Oracles: closed forms (least squares, the Gaussian MLE of the scale), hand-written
+optax loops (the same optimiser stepped in Python), and separate fits for vmap.
+Real-data comparisons with statsmodels / scikit-learn are in `test_fit_data.py`.
+"""
+
+import re
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import likelax as llx
+import likelax._fit as fit_module
+
+N, D = 200, 3
+
+
+def linear(p, u):
+    return u @ p["w"] + p["b"]
+
+
+@pytest.fixture(scope="module")
+def problem():
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(N, D))
+    y = u @ np.array([1.0, -2.0, 0.5]) + 0.3 + 0.7 * rng.normal(size=N)
+    p0 = {"w": jnp.zeros(D), "b": jnp.asarray(0.0)}
+    return jnp.asarray(u), jnp.asarray(y), p0
+
+
+def least_squares(u, y):
+    design = np.c_[np.asarray(u), np.ones(len(u))]
+    coef, *_ = np.linalg.lstsq(design, np.asarray(y), rcond=None)
+    return coef
+
+
+def flat(p):
+    return np.r_[np.asarray(p["w"]), np.asarray(p["b"])]
+
+
+# ------------------------------------------------------------- default optimiser
+
+
+def test_default_lbfgs_reaches_least_squares(problem):
+    u, y, p0 = problem
+    obj = llx.likelihood(linear, llx.Gaussian(0.7))
+    res = llx.fit(obj, p0, (u, y), progress=False)
+    assert res.status == llx.Status.converged
+    assert bool(res.converged)
+    np.testing.assert_allclose(flat(res.params), least_squares(u, y), rtol=1e-8)
+    # history: exact objective (constants included) at x0 and at the end.
+    assert res.history.shape == (1000 + 1,)
+    np.testing.assert_allclose(res.history[0], obj(p0, (u, y)), rtol=1e-14)
+    np.testing.assert_allclose(res.history[int(res.steps)], res.value, rtol=1e-14)
+    np.testing.assert_allclose(res.value, obj(res.params, (u, y)), rtol=1e-12)
+    assert np.all(np.isnan(res.history[int(res.steps) + 1 :]))
+    assert int(res.steps) < 50
+    assert float(res.grad_norm) <= 1e-6 * abs(float(res.value))
+
+
+def test_learned_scale_is_the_gaussian_mle(problem):
+    u, y, p0 = problem
+    obj = llx.likelihood(linear, llx.Gaussian(1.0), learn="scale")
+    res = llx.fit(obj, p0, (u, y), progress=False)
+    assert res.status == llx.Status.converged
+    coef = least_squares(u, y)
+    rss = np.sum((np.asarray(y) - np.c_[np.asarray(u), np.ones(N)] @ coef) ** 2)
+    fitted = res.objective.terms[0].noise
+    assert isinstance(fitted, llx.Gaussian)
+    np.testing.assert_allclose(fitted.scale, np.sqrt(rss / N), rtol=1e-7)
+    np.testing.assert_allclose(flat(res.params), coef, rtol=1e-7)
+    # The exact Gaussian log-likelihood at the MLE: N/2 (1 + log 2π σ̂²).
+    np.testing.assert_allclose(
+        res.value, N / 2 * (1 + np.log(2 * np.pi * rss / N)), rtol=1e-12
+    )
+
+
+def test_prior_hyperparameters_stay_fixed(problem):
+    u, y, p0 = problem
+    obj = llx.likelihood(linear, llx.Gaussian(1.0), learn=True) + llx.prior(
+        llx.Gaussian(0.5), on=lambda p: p["w"]
+    )
+    res = llx.fit(obj, p0, (u, y), progress=False)
+    assert res.status == llx.Status.converged
+    assert float(res.objective.terms[1].noise.scale) == 0.5
+    assert float(res.objective.terms[0].noise.scale) != 1.0
+
+
+# ---------------------------------------------------------- any optax optimiser
+
+
+def hand_loop(loss, opt, p, steps):
+    """The oracle: a plain Python loop over the same optax optimiser."""
+    state = opt.init(p)
+    values = []
+    for _ in range(steps):
+        v, g = jax.value_and_grad(loss)(p)
+        values.append(float(v))
+        updates, state = opt.update(g, state, p)
+        p = optax.apply_updates(p, updates)
+    values.append(float(loss(p)))
+    return p, np.array(values)
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [
+        optax.adam(0.05),
+        optax.chain(optax.clip_by_global_norm(50.0), optax.sgd(1e-3, momentum=0.9)),
+    ],
+    ids=["adam", "clip+sgd"],
+)
+def test_any_optax_transformation_matches_a_hand_loop(problem, opt):
+    u, y, p0 = problem
+    obj = llx.likelihood(linear, llx.Gaussian(0.7))
+    steps = 40
+    res = llx.fit(obj, p0, (u, y), optimizer=opt, steps=steps, tol=0.0, ftol=-1.0)
+    assert res.status == llx.Status.budget
+    assert int(res.steps) == steps
+    p_ref, values = hand_loop(lambda p: obj(p, (u, y)), opt, p0, steps)
+    np.testing.assert_allclose(flat(res.params), flat(p_ref), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(res.history, values, rtol=1e-10)
+
+
+def test_no_retrace_for_new_data_or_new_start(problem):
+    u, y, p0 = problem
+    traces = []
+
+    def counted(p, u):
+        traces.append(None)
+        return linear(p, u)
+
+    obj = llx.likelihood(counted, llx.Gaussian(1.0), learn="scale")
+    opt = optax.adam(0.1)
+    for default in (None, opt):
+        llx.fit(obj, p0, (u, y), optimizer=default, steps=30, progress=False)
+        before = len(traces)
+        for shift in (1.0, 2.0):
+            p_new = jax.tree.map(lambda a: a + shift, p0)
+            new_obj = obj.with_noise(llx.Gaussian(shift), learn="scale")
+            llx.fit(new_obj, p_new, (u + shift, y * shift), optimizer=default, steps=30)
+        assert len(traces) == before, "a fit with new data of the same shape retraced"
+
+
+# ------------------------------------------------------------------- stopping
+
+
+def test_converged_at_the_start(problem):
+    u, y, _ = problem
+    coef = least_squares(u, y)
+    p = {"w": jnp.asarray(coef[:D]), "b": jnp.asarray(coef[D])}
+    for opt in (None, optax.adam(0.1)):
+        res = llx.fit(llx.likelihood(linear, llx.Gaussian(1.0)), p, (u, y), optimizer=opt)
+        assert res.status == llx.Status.converged
+        assert int(res.steps) == 0
+        np.testing.assert_array_equal(flat(res.params), coef)
+
+
+def test_budget_and_throw(problem):
+    u, y, p0 = problem
+    obj = llx.likelihood(linear, llx.Gaussian(1.0))
+    res = llx.fit(obj, p0, (u, y), optimizer=optax.sgd(1e-5), steps=5)
+    assert res.status == llx.Status.budget
+    assert int(res.steps) == 5
+    assert "budget" in res.message
+    with pytest.raises(llx.FitError, match="step budget ran out"):
+        llx.fit(obj, p0, (u, y), optimizer=optax.sgd(1e-5), steps=5, throw=True)
+    with pytest.raises(Exception, match="step budget ran out"):
+        fitted = jax.jit(
+            lambda data: llx.fit(
+                obj, p0, data, optimizer=optax.sgd(1e-5), steps=5, throw=True
+            )
+        )
+        jax.block_until_ready(fitted((u, y)).params)
+
+
+def sqrt_objective(p, data):
+    """Σ (y - w)² / 2 + sqrt(c - w): finite for w < c, NaN beyond."""
+    (y, c) = data
+    return 0.5 * jnp.sum((y - p["w"]) ** 2) + jnp.sqrt(c[0] - p["w"])
+
+
+def test_nonfinite_stops_and_keeps_the_last_finite_parameters():
+    y = jnp.full((4,), 10.0)
+    c = jnp.full((4,), 3.0)
+    p0 = {"w": jnp.asarray(0.0)}
+    opt = optax.sgd(0.1)
+    res = llx.fit(sqrt_objective, p0, (y, c), optimizer=opt, steps=50, progress=False)
+    # Oracle: step plain SGD in Python until the objective is no longer finite.
+    p, last_finite, k = p0, None, 0
+    while True:
+        v, g = jax.value_and_grad(sqrt_objective)(p, (y, c))
+        if not (np.isfinite(v) and np.isfinite(g["w"])):
+            break
+        last_finite = p
+        updates, _ = opt.update(g, opt.init(p), p)
+        p = optax.apply_updates(p, updates)
+        k += 1
+    assert last_finite is not None
+    assert res.status == llx.Status.nonfinite
+    assert int(res.steps) == k - 1
+    assert float(res.params["w"]) == float(last_finite["w"])
+    assert float(res.params["w"]) < 3.0
+    assert np.isfinite(res.value)
+    assert np.all(np.isfinite(res.history[:k]))
+    assert not np.isfinite(res.history[k])
+    assert f"non-finite at step {k}" in res.message
+    with pytest.raises(llx.FitError, match="non-finite"):
+        llx.fit(sqrt_objective, p0, (y, c), optimizer=opt, steps=50, throw=True)
+
+
+def test_nonfinite_at_the_start():
+    y = jnp.full((4,), 10.0)
+    c = jnp.full((4,), -1.0)
+    p0 = {"w": jnp.asarray(0.0)}
+    for opt in (None, optax.sgd(0.1)):
+        res = llx.fit(sqrt_objective, p0, (y, c), optimizer=opt, steps=10)
+        assert res.status == llx.Status.nonfinite
+        assert int(res.steps) == 0
+        assert float(res.params["w"]) == 0.0
+        assert np.isnan(res.value)
+
+
+def test_default_lbfgs_stalls_at_a_nan_boundary():
+    # The objective decreases towards w = 3 and is NaN beyond: the line search
+    # backs away from the NaN region and can no longer decrease the objective.
+    y = jnp.full((4,), 10.0)
+    c = jnp.full((4,), 3.0)
+    res = llx.fit(sqrt_objective, {"w": jnp.asarray(0.0)}, (y, c), steps=100)
+    assert res.status == llx.Status.stalled
+    assert "stalled" in res.message
+    assert float(res.params["w"]) < 3.0
+    np.testing.assert_allclose(res.value, sqrt_objective(res.params, (y, c)), rtol=1e-14)
+    # the best point is kept: no recorded value is lower than the returned one
+    assert float(res.value) == np.nanmin(np.asarray(res.history))
+    assert float(res.grad_norm) > 1.0  # not a stationary point
+
+
+# ---------------------------------------------------------------- minibatches
+
+
+def test_minibatch_visits_every_row_once_per_epoch():
+    # objective = scale * Σ_batch p[row]: SGD(1) after e epochs gives p = -e N/B,
+    # for every row, iff each epoch visits each row exactly once with scale N/B.
+    n, b = 12, 4
+
+    def visits(p, data, likelihood_scale=1.0):
+        (rows,) = data
+        return likelihood_scale * jnp.sum(p[rows])
+
+    p0 = jnp.zeros(n)
+    for epochs in (1, 3):
+        res = llx.fit(
+            visits,
+            p0,
+            (jnp.arange(n),),
+            optimizer=optax.sgd(1.0),
+            steps=epochs * n // b,
+            batch_size=b,
+            key=jax.random.key(0),
+            progress=False,
+        )
+        np.testing.assert_array_equal(res.params, np.full(n, -epochs * n / b))
+        # The last history entry is the minibatch objective; `value` is the full one.
+        np.testing.assert_allclose(res.value, visits(res.params, (jnp.arange(n),)))
+
+
+def test_minibatch_order_is_reshuffled_each_epoch():
+    n, b = 8, 2
+
+    def first_rows(p, data, likelihood_scale=1.0):
+        (rows,) = data
+        # Gradient wrt p[k] at step t: t-independent indicator of the batch.
+        return jnp.sum(p[rows])
+
+    # SGD with a schedule 2^t tags each step: p[row] = -2^t for the step t that saw it.
+    sched = lambda t: 2.0**t
+    res = llx.fit(
+        first_rows,
+        jnp.zeros(n),
+        (jnp.arange(n),),
+        optimizer=optax.sgd(sched),
+        steps=2 * n // b,
+        batch_size=b,
+        key=jax.random.key(1),
+    )
+    tags = -np.asarray(res.params).astype(np.int64)
+    # each row was seen once in epoch 0 (bits 0..3) and once in epoch 1 (bits 4..7)
+    epoch0 = tags & 0b1111
+    epoch1 = tags >> 4
+    assert sorted(np.log2(epoch0).astype(int).tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert sorted(np.log2(epoch1).astype(int).tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert not np.array_equal(epoch0, epoch1), "the second epoch reused the first order"
+
+
+def test_minibatch_map_targets_the_full_batch_optimum(problem):
+    u, y, p0 = problem
+    obj = llx.likelihood(linear, llx.Gaussian(0.7)) + llx.prior(llx.Gaussian(0.1))
+    full = llx.fit(obj, p0, (u, y), progress=False)
+    schedule = optax.exponential_decay(0.05, transition_steps=400, decay_rate=0.01)
+    mini = llx.fit(
+        obj,
+        p0,
+        (u, y),
+        optimizer=optax.adam(schedule),
+        steps=2000,
+        batch_size=20,
+        key=jax.random.key(0),
+        progress=False,
+    )
+    assert mini.status == llx.Status.budget  # minibatch fits run their budget
+    np.testing.assert_allclose(flat(mini.params), flat(full.params), atol=2e-3)
+    # The MAP optimum is shrunk: a prior term on the unscaled side of N/B.
+    unscaled = llx.fit(
+        lambda p, d, likelihood_scale=1.0: obj(p, d),
+        p0,
+        (u, y),
+        optimizer=optax.adam(schedule),
+        steps=2000,
+        batch_size=20,
+        key=jax.random.key(0),
+    )
+    assert np.max(np.abs(flat(unscaled.params) - flat(full.params))) > 1e-2
+
+
+# ------------------------------------------------------------- jit and vmap
+
+
+def test_fit_under_jit_equals_eager(problem):
+    u, y, p0 = problem
+    obj = llx.likelihood(linear, llx.Gaussian(1.0), learn="scale")
+    eager = llx.fit(obj, p0, (u, y), progress=False)
+    jitted = eqx.filter_jit(lambda o, d: llx.fit(o, p0, d, progress=True))(obj, (u, y))
+    assert jitted.status == llx.Status.converged
+    np.testing.assert_allclose(flat(jitted.params), flat(eager.params), rtol=1e-12)
+    np.testing.assert_allclose(jitted.history, eager.history, rtol=1e-12)
+
+
+def test_vmap_over_prior_strengths_equals_separate_fits(problem):
+    u, y, p0 = problem
+    sigma = 0.7
+    taus = jnp.geomspace(0.01, 10.0, 8)
+
+    def one(tau):
+        obj = llx.likelihood(linear, llx.Gaussian(sigma)) + llx.prior(llx.Gaussian(tau))
+        res = llx.fit(obj, p0, (u, y), progress=True)  # progress: off inside vmap
+        return res.params, res.status == llx.Status.converged, res.value
+
+    params, ok, values = jax.vmap(one)(taus)
+    assert bool(jnp.all(ok))
+    design = np.c_[np.asarray(u), np.ones(N)]
+    for i, tau in enumerate(np.asarray(taus)):
+        # Oracle: the ridge normal equations, (AᵀA/σ² + I/τ²) θ = Aᵀy/σ².
+        ridge = np.linalg.solve(
+            design.T @ design / sigma**2 + np.eye(D + 1) / tau**2,
+            design.T @ np.asarray(y) / sigma**2,
+        )
+        p, _, v = one(tau)
+        batched = flat(jax.tree.map(lambda a: a[i], params))
+        np.testing.assert_allclose(batched, ridge, rtol=1e-7, atol=1e-12)
+        np.testing.assert_allclose(flat(p), ridge, rtol=1e-7, atol=1e-12)
+        np.testing.assert_allclose(values[i], v, rtol=1e-13)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+class Interrupt:
+    """Raise KeyboardInterrupt on the k-th chunk, as a user's Ctrl-C would."""
+
+    def __init__(self, monkeypatch, k):
+        self.calls = 0
+        self.k = k
+        real = fit_module._advance
+
+        def advance(*args):
+            self.calls += 1
+            if self.calls == self.k:
+                raise KeyboardInterrupt
+            return real(*args)
+
+        monkeypatch.setattr(fit_module, "_advance", advance)
+
+
+@pytest.mark.parametrize("mode", ["lbfgs", "minibatch-adam"])
+def test_interrupted_and_resumed_fit_is_bit_identical(problem, tmp_path, monkeypatch, mode):
+    u, y, p0 = problem
+    obj = llx.likelihood(linear, llx.Gaussian(1.0), learn="scale") + llx.prior(
+        llx.Gaussian(3.0)
+    )
+    kwargs = dict(steps=60, tol=0.0, ftol=-1.0, progress=False)
+    if mode == "minibatch-adam":
+        kwargs.update(optimizer=optax.adam(0.05), batch_size=32, key=jax.random.key(3))
+    else:
+        kwargs.update(steps=25)  # converges (within rounding) after 15 steps
+    every = 7 if mode == "minibatch-adam" else 5
+    whole = llx.fit(obj, p0, (u, y), **kwargs)
+
+    path = tmp_path / "fit.eqx"
+    with monkeypatch.context() as m:
+        Interrupt(m, 3)
+        with pytest.raises(KeyboardInterrupt):
+            llx.fit(obj, p0, (u, y), checkpoint_every=every, checkpoint_path=path, **kwargs)
+    assert path.exists()
+    resumed = llx.fit(
+        obj, p0, (u, y), checkpoint_every=every, checkpoint_path=path, resume=True, **kwargs
+    )
+    assert int(resumed.steps) == int(whole.steps)
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)  # bit-identical
+    # A finished checkpoint resumes to the same result at once.
+    again = llx.fit(obj, p0, (u, y), resume=path, **kwargs)
+    np.testing.assert_array_equal(flat(again.params), flat(whole.params))
+
+
+def test_checkpoints_are_written_every_k_steps(problem, tmp_path, monkeypatch):
+    u, y, p0 = problem
+    obj = llx.likelihood(linear, llx.Gaussian(1.0))
+    saved = []
+    real = fit_module._save
+    monkeypatch.setattr(
+        fit_module,
+        "_save",
+        lambda path, pr, st: (saved.append(int(st.step)), real(path, pr, st)),
+    )
+    llx.fit(
+        obj,
+        p0,
+        (u, y),
+        optimizer=optax.adam(0.01),
+        steps=23,
+        tol=0.0,
+        checkpoint_every=5,
+        checkpoint_path=tmp_path / "c.eqx",
+        progress=False,
+    )
+    assert saved == [5, 10, 15, 20, 23]
+
+
+def test_resume_from_a_different_fit_raises(problem, tmp_path):
+    u, y, p0 = problem
+    obj = llx.likelihood(linear, llx.Gaussian(1.0))
+    path = tmp_path / "c.eqx"
+    llx.fit(obj, p0, (u, y), steps=10, checkpoint_every=5, checkpoint_path=path)
+    with pytest.raises(ValueError, match="different fit"):
+        llx.fit(obj, p0, (u, y), steps=11, resume=path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        llx.fit(obj, p0, (u, y), resume=tmp_path / "missing.eqx")
+    # resume=True with no file yet starts afresh
+    res = llx.fit(obj, p0, (u, y), checkpoint_path=tmp_path / "new.eqx", resume=True)
+    assert res.status == llx.Status.converged
+    assert (tmp_path / "new.eqx").exists()
+
+
+# ------------------------------------------------------------------- progress
+
+
+def test_progress_bar_shows_the_objective(problem, capsys):
+    u, y, p0 = problem
+    obj = llx.likelihood(linear, llx.Gaussian(1.0))
+    llx.fit(obj, p0, (u, y), optimizer=optax.adam(0.01), steps=50, tol=0.0, progress=True)
+    err = capsys.readouterr().err
+    assert "50/50" in err
+    assert re.search(r"objective=[0-9.e+]+", err)
+    llx.fit(obj, p0, (u, y), optimizer=optax.adam(0.01), steps=50, tol=0.0, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+# --------------------------------------------------------------------- errors
+
+
+def test_argument_errors(problem):
+    u, y, p0 = problem
+    obj = llx.likelihood(linear, llx.Gaussian(1.0))
+    with pytest.raises(ValueError, match="same length"):
+        llx.fit(obj, p0, (u, y[:-1]))
+    with pytest.raises(ValueError, match="need a PRNG key"):
+        llx.fit(obj, p0, (u, y), batch_size=10)
+    with pytest.raises(ValueError, match="exceeds the number of rows"):
+        llx.fit(obj, p0, (u, y), batch_size=N + 1, key=jax.random.key(0))
+    with pytest.raises(TypeError, match="likelihood_scale"):
+        llx.fit(lambda p, d: obj(p, d), p0, (u, y), batch_size=10, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="must return a scalar"):
+        llx.fit(lambda p, d: d[1] - linear(p, d[0]), p0, (u, y))
+    with pytest.raises(ValueError, match="`steps`"):
+        llx.fit(obj, p0, (u, y), steps=-1)
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        llx.fit(obj, p0, (u, y), checkpoint_every=3)
+    with pytest.raises(TypeError, match="GradientTransformation"):
+        llx.fit(obj, p0, (u, y), optimizer="adam")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="checkpoints need concrete arrays"):
+        jax.jit(lambda d: llx.fit(obj, p0, d, checkpoint_path="x.eqx").params)((u, y))
