@@ -59,6 +59,10 @@ from ._objective import likelihood as likelihood
 from ._objective import prior as prior
 
 # -- fitting --
+from ._fit import FitError as FitError
+from ._fit import FitResult as FitResult
+from ._fit import Status as Status
+from ._fit import fit as fit
 
 # -- diagnostics and comparison --
 from ._diagnostics import calibration as calibration
