@@ -113,18 +113,23 @@ def _broadcast(value: Array, *others: Array) -> Array:
 _TAIL_TERMS = 48
 
 
-def _log_gammainc_series(k: Array, log_z: Array, z: Array) -> Array:
-    r"""$\log P(k, z)$ from $P = \frac{z^k e^{-z}}{\Gamma(k+1)}\sum_{n\ge0}
-    \frac{z^n}{(k+1)\cdots(k+n)}$: the first `_TAIL_TERMS` terms exactly (nested),
-    the rest as a geometric tail with ratio $z/(k+N+1)$. Accurate to rounding when
-    $z \lesssim k/2$; the tail estimate costs at most ~N²/k relative when
-    $z \to k$ (only reached for $k \gtrsim 10^3$)."""
-    n = _TAIL_TERMS
-    ratio = z / (k + n + 1.0)
-    acc = 1.0 / (1.0 - jnp.minimum(ratio, 0.5))
-    for j in range(n, 0, -1):
-        acc = 1.0 + z / (k + j) * acc
-    return k * log_z - z - gammaln(k + 1.0) + jnp.log(acc)
+def _log_gammainc_cf(k: Array, log_z: Array, z: Array) -> Array:
+    r"""$\log P(k, z)$ from $P = \frac{z^k e^{-z}}{\Gamma(k+1)}\,M(1; k+1; z)$, with
+    Kummer's $M(1; k+1; z) = \sum_n z^n / ((k+1)\cdots(k+n))$ by its Gauss continued
+    fraction (`_TAIL_TERMS` levels, evaluated backwards). Used where $P$ underflows,
+    i.e. $z < k$: there it converges to rounding even for $k = 10^6$, $z = 0.95k$."""
+    t = jnp.zeros_like(z)
+    for j in range(_TAIL_TERMS, 0, -1):
+        if j == 1:
+            c = -z / (k + 1.0)
+        elif j % 2 == 0:
+            m = j // 2
+            c = m * z / ((k + (2 * m - 1)) * (k + 2 * m))
+        else:
+            m = (j - 1) // 2
+            c = -(k + m) * z / ((k + 2 * m) * (k + (2 * m + 1)))
+        t = c / (1.0 + t)
+    return k * log_z - z - gammaln(k + 1.0) - jnp.log1p(t)
 
 
 def _log_gammaincc_cf(k: Array, log_z: Array, z: Array) -> Array:
@@ -135,6 +140,23 @@ def _log_gammaincc_cf(k: Array, log_z: Array, z: Array) -> Array:
     for j in range(_TAIL_TERMS, 0, -1):
         t = j * (j - k) / (z + 2.0 * j + 1.0 - k - t)
     return k * log_z - z - gammaln(k) - jnp.log(z + 1.0 - k - t)
+
+
+def _log_betainc_cf(a: Array, b: Array, x: Array) -> Array:
+    r"""$\log I_x(a, b)$ from $I_x = \frac{x^a(1-x)^b}{a\,B(a,b)}
+    \cfrac{1}{1+\cfrac{d_1}{1+\cfrac{d_2}{1+\cdots}}}$ (the continued fraction of
+    Numerical Recipes' `betacf`, `_TAIL_TERMS` levels, evaluated backwards). Used
+    where $I_x$ underflows, i.e. $x$ far below the mean, where it converges fast."""
+    t = jnp.zeros_like(a * b * x)
+    for j in range(_TAIL_TERMS, 0, -1):
+        m = j // 2
+        if j % 2 == 0:
+            c = m * (b - m) * x / ((a + (2 * m - 1)) * (a + 2 * m))
+        else:
+            c = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + (2 * m + 1)))
+        t = c / (1.0 + t)
+    log_beta = gammaln(a) + gammaln(b) - gammaln(a + b)
+    return a * jnp.log(x) + b * jnp.log1p(-x) - jnp.log(a) - log_beta - jnp.log1p(t)
 
 
 # ------------------------------------------------------------------ Gamma
@@ -165,8 +187,9 @@ class Gamma(AbstractNoise):
 
     `cdf` is `gammainc`; `log_cdf` / `log_sf` take the logarithm of whichever of
     $P$, $Q$ is below ½ (`log1p` of the other above), and where that underflows
-    they switch to a log-space series (lower tail) or continued fraction (upper
-    tail), so deep tails stay finite; see `_log_gammainc_series` for the accuracy.
+    they switch to log-space continued fractions (Gauss's for Kummer's function in the
+    lower tail, Legendre's in the upper), so deep tails stay finite and accurate
+    (relative ~1e-13 in float64, checked to $k = 10^7$).
 
     Arguments:
         concentration: the shape $k > 0$ (the inverse squared coefficient of
@@ -229,13 +252,11 @@ class Gamma(AbstractNoise):
         q = gammaincc(k, z)
         tiny = jnp.finfo(p.dtype).tiny
         # lower tail: log P, or the log-space series where P underflows
-        use_series = p < tiny * 1e6
-        zs = jnp.where(use_series, z, 0.5 * k)
-        log_zs = jnp.where(use_series, log_z, jnp.log(0.5 * k))
-        ps = jnp.where(use_series, 1.0, p)
-        log_p_small = jnp.where(
-            use_series, _log_gammainc_series(k, log_zs, zs), jnp.log(ps)
-        )
+        use_cf_low = p < tiny * 1e6
+        zs = jnp.where(use_cf_low, z, 0.5 * k)
+        log_zs = jnp.where(use_cf_low, log_z, jnp.log(0.5 * k))
+        ps = jnp.where(use_cf_low, 1.0, p)
+        log_p_small = jnp.where(use_cf_low, _log_gammainc_cf(k, log_zs, zs), jnp.log(ps))
         # upper tail: log Q, or the continued fraction where Q underflows
         use_cf = (q < tiny * 1e6) & (z > k)
         zc = jnp.where(use_cf, z, 2.0 * k + 2.0)
@@ -293,8 +314,9 @@ class Beta(AbstractNoise):
     give `+inf`.
 
     `cdf` is `betainc(a, b, x)`; `log_cdf` / `log_sf` take the logarithm of the
-    smaller tail (`betainc` of the reflected arguments for the upper one) and are
-    accurate until that tail underflows (below ~1e-308 in float64). jax has no
+    smaller tail (`betainc` of the reflected arguments for the upper one) and, where
+    that underflows, the continued fraction of $I_x(a, b)$ in log space, so deep
+    tails stay finite and accurate. jax has no
     derivative of `betainc` in $a, b$, so `cdf` and its logs cannot be
     differentiated with respect to `x_hat` or the concentration.
 
@@ -388,15 +410,25 @@ class Beta(AbstractNoise):
         xs = jnp.where((x <= 0) | (x >= 1), 0.5, x)  # NaN stays NaN
         p = betainc(a, b, xs)
         q = betainc(b, a, 1.0 - xs)
-        # each tail directly where it is the smaller one, else as log1p(-other);
-        # the unused branch sees a harmless argument (no NaN in gradients)
+        # each tail directly where it is the smaller one, else as log1p(-other); a
+        # tail that underflows comes from the log-space continued fraction. Every
+        # unused branch sees a harmless argument (no NaN in gradients).
+        tiny = jnp.finfo(p.dtype).tiny * 1e6
+        cf_p = p < tiny
+        cf_q = q < tiny
+        log_p_small = jnp.where(
+            cf_p,
+            _log_betainc_cf(a, b, jnp.where(cf_p, xs, 0.0)),
+            jnp.log(jnp.where(cf_p, 1.0, p)),
+        )
+        log_q_small = jnp.where(
+            cf_q,
+            _log_betainc_cf(b, a, jnp.where(cf_q, 1.0 - xs, 0.0)),
+            jnp.log(jnp.where(cf_q, 1.0, q)),
+        )
         lower = p < 0.5
-        log_p = jnp.where(
-            lower, jnp.log(jnp.where(lower, p, 1.0)), jnp.log1p(-jnp.where(lower, 0.0, q))
-        )
-        log_q = jnp.where(
-            lower, jnp.log1p(-jnp.where(lower, p, 0.0)), jnp.log(jnp.where(lower, 1.0, q))
-        )
+        log_p = jnp.where(lower, log_p_small, jnp.log1p(-jnp.where(lower, 0.0, q)))
+        log_q = jnp.where(lower, jnp.log1p(-jnp.where(lower, p, 0.0)), log_q_small)
         log_p = jnp.where(x <= 0, -jnp.inf, jnp.where(x >= 1, 0.0, log_p))
         log_q = jnp.where(x <= 0, 0.0, jnp.where(x >= 1, -jnp.inf, log_q))
         return log_p, log_q
