@@ -267,6 +267,8 @@ class Poisson(AbstractNoise):
 
 # ------------------------------------------------------------ negative binomial
 
+_R_MAX = {64: 1e30, 32: 1e15}
+
 
 class NegativeBinomial(AbstractNoise):
     r"""Negative binomial (gamma-Poisson) noise with log-mean `x_hat` $=\eta$ and
@@ -282,7 +284,9 @@ class NegativeBinomial(AbstractNoise):
 
     `loss` keeps $(r+x)\log(1+\mu/r) - x\eta$ and drops
     $-\log\frac{\Gamma(x+r)}{\Gamma(r)\,x!} + x\log r$; as $r\to\infty$ the loss
-    tends to the Poisson loss $e^\eta - x\eta$ and the nll to the Poisson nll.
+    tends to the Poisson loss $e^\eta - x\eta$ and the nll to the Poisson nll;
+    `concentration=inf` is exactly the Poisson (values of $r$ above $10^{30}$, or
+    $10^{15}$ in float32, are treated as that limit).
     """
 
     concentration: Float[Array, "*#batch"]
@@ -293,18 +297,25 @@ class NegativeBinomial(AbstractNoise):
     def __init__(self, concentration: Float[ArrayLike, "*#batch"]):
         self.concentration = as_param(concentration)
 
-    def _pair(self, x, x_hat):
+    def _r(self) -> Array:
+        # Beyond _R_MAX the law equals the Poisson to within x^2 / (2 r) < 1e-16
+        # (float64) relative for any realistic count; clamping keeps log r, r * e^t
+        # and the coefficient finite, so r = +inf is exactly that limit.
         r = self.concentration
+        return jnp.minimum(r, _R_MAX[_dtype_key(r.dtype)])
+
+    def _pair(self, x, x_hat):
+        r = self._r()
         return softplus_pair(r, x, x_hat - jnp.log(r))
 
     def _nll(self, x, x_hat):
-        return self._pair(x, x_hat) - _log_gamma_ratio(x, self.concentration)
+        return self._pair(x, x_hat) - _log_gamma_ratio(x, self._r())
 
     def _loss(self, x, x_hat):
-        return self._pair(x, x_hat) - x * jnp.log(self.concentration)
+        return self._pair(x, x_hat) - x * jnp.log(self._r())
 
     def _const(self, x):
-        r = self.concentration
+        r = self._r()
         return x * jnp.log(r) - _log_gamma_ratio(x, r)
 
     def _in_support(self, x):
@@ -317,12 +328,12 @@ class NegativeBinomial(AbstractNoise):
 
     def _sample(self, key, x_hat, shape):
         k_gamma, k_poisson = jax.random.split(key)
-        r = self.concentration
+        r = self._r()
         rate = jax.random.gamma(k_gamma, r, shape, x_hat.dtype) * (jnp.exp(x_hat) / r)
         return jax.random.poisson(k_poisson, rate, shape).astype(x_hat.dtype)
 
     def _tail_args(self, x, x_hat):
-        r = self.concentration
+        r = self._r()
         k = jnp.floor(x)
         inside = k >= 0
         k = jnp.where(inside, k, 0.0)
