@@ -234,11 +234,14 @@ def _norm(tree) -> Array:
     return optax.tree.norm(tree)
 
 
-def _converged(problem: _Problem, value, gnorm, previous=None) -> Array:
+def _converged(problem: _Problem, value, grad, x, previous=None) -> Array:
+    """$\|g\|\,\max(\|x\|, 1) \le$ tol $\max(|F|, 1)$ (both sides in units of
+    the objective, so the test does not depend on how the parameters are scaled),
+    or $|F_{k+1} - F_k| \le$ ftol $\max(|F_k|, |F_{k+1}|, 1)$."""
     if not problem.check:
         return jnp.asarray(False)
     size = jnp.maximum(jnp.abs(value), 1.0)
-    out = gnorm <= problem.gtol * size
+    out = _norm(grad) * jnp.maximum(_norm(x), 1.0) <= problem.gtol * size
     if previous is not None:
         size = jnp.maximum(size, jnp.abs(previous))
         out = out | (jnp.abs(value - previous) <= problem.ftol * size)
@@ -277,7 +280,7 @@ def _init(problem: _Problem, data, params_dyn) -> _State:
     if _uses_cache(problem, opt_state, x):
         value, grad = _value_and_grad(problem, data, perm, step, x)
         finite = jnp.isfinite(value) & _tree_finite(grad)
-        converged = finite & _converged(problem, value, _norm(grad))
+        converged = finite & _converged(problem, value, grad, x)
         status = jnp.where(finite, jnp.where(converged, _CONVERGED, _RUNNING), _NONFINITE)
         done, fresh = ~finite | converged, jnp.asarray(False)
     else:
@@ -327,7 +330,7 @@ def _step(problem: _Problem, data, s: _State) -> _State:
     value = value.astype(s.value.dtype)
     finite = jnp.isfinite(value) & _tree_finite(grad)
     # On a fresh state `s.value` is NaN, so the relative-change test is False.
-    converged = finite & _converged(problem, value, _norm(grad), s.value)
+    converged = finite & _converged(problem, value, grad, x, s.value)
     history = s.history.at[step].set(value)
     if line_search:
         # A line search only accepts decreasing steps; a rise means it failed. Keep
@@ -625,8 +628,10 @@ def fit(
       the minibatch objective is an unbiased estimate of the full one and MAP keeps
       its optimum. Convergence is not tested on noisy minibatch values: a minibatch
       fit runs its budget (or stops on a non-finite value).
-    - `tol`: converged when $\|\nabla F\|_2 \le \mathrm{tol}\cdot\max(|F|, 1)$
-      (norm over every trained leaf). `ftol`: converged when
+    - `tol`: converged when
+      $\|\nabla F\|_2\,\max(\|\theta\|_2, 1) \le \mathrm{tol}\cdot\max(|F|, 1)$
+      (norms over every trained leaf; both sides are in units of the objective, so
+      rescaling the data or the parameters does not change when a fit stops). `ftol`: converged when
       $|F_{k+1} - F_k| \le \mathrm{ftol}\cdot\max(|F_k|, |F_{k+1}|, 1)$ (no further
       progress). Defaults: `tol` $=\varepsilon^{0.6}$ of the parameters' dtype
       ($4.2\times10^{-10}$ in float64, $7.1\times10^{-5}$ in float32) and `ftol`
