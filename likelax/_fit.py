@@ -235,7 +235,7 @@ def _norm(tree) -> Array:
 
 
 def _converged(problem: _Problem, value, grad, x, previous=None) -> Array:
-    """$\|g\|\,\max(\|x\|, 1) \le$ tol $\max(|F|, 1)$ (both sides in units of
+    r"""$\|g\|\,\max(\|x\|, 1) \le$ tol $\max(|F|, 1)$ (both sides in units of
     the objective, so the test does not depend on how the parameters are scaled),
     or $|F_{k+1} - F_k| \le$ ftol $\max(|F_k|, |F_{k+1}|, 1)$."""
     if not problem.check:
@@ -631,7 +631,8 @@ def fit(
     - `tol`: converged when
       $\|\nabla F\|_2\,\max(\|\theta\|_2, 1) \le \mathrm{tol}\cdot\max(|F|, 1)$
       (norms over every trained leaf; both sides are in units of the objective, so
-      rescaling the data or the parameters does not change when a fit stops). `ftol`: converged when
+      rescaling the data or the parameters does not change when a fit stops).
+      `ftol`: converged when
       $|F_{k+1} - F_k| \le \mathrm{ftol}\cdot\max(|F_k|, |F_{k+1}|, 1)$ (no further
       progress). Defaults: `tol` $=\varepsilon^{0.6}$ of the parameters' dtype
       ($4.2\times10^{-10}$ in float64, $7.1\times10^{-5}$ in float32) and `ftol`
