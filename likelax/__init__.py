@@ -65,6 +65,9 @@ from ._fit import Status as Status
 from ._fit import fit as fit
 
 # -- diagnostics and comparison --
+from ._compare import Comparison as Comparison
+from ._compare import compare as compare
+from ._compare import select_noise as select_noise
 from ._diagnostics import calibration as calibration
 from ._diagnostics import pit as pit
 
