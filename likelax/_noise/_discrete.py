@@ -156,22 +156,36 @@ class Binomial(AbstractNoise):
 # ------------------------------------------------------------------ Categorical
 
 
-def _safe_logits(x_hat: Array) -> tuple[Array, Array, Array]:
-    """(shifted logits, log-normaliser, dead row mask) along the last axis.
+@jax.custom_jvp
+def _lower_inf(x: Array) -> Array:
+    """`+inf` lowered to the largest finite float; tangents pass unchanged (the
+    plain `minimum` would add a compare-and-select to the backward pass)."""
+    return jnp.minimum(x, jnp.finfo(x.dtype).max)
 
-    A row whose maximum is $+\\infty$ puts its mass uniformly on its $+\\infty$
-    entries; a row of $-\\infty$ only (no valid distribution) is flagged dead. Both
-    are rewritten to finite-shift logits so no NaN reaches the gradient.
+
+@_lower_inf.defjvp
+def _lower_inf_jvp(primals, tangents):
+    return _lower_inf(primals[0]), tangents[0]
+
+
+def _log_softmax_parts(x_hat: Array) -> tuple[Array, Array, Array]:
+    """(shifted logits, log-normaliser, row holds the largest float) on the last axis.
+
+    Per element: one `minimum`, one subtraction and one `exp` (the rest is per row).
+    `+inf` logits are lowered to the largest finite float, so a row with `+inf`
+    entries puts its mass uniformly on them (`_nll` gives the other classes `+inf`).
+    A row of `-inf` only (no valid distribution) gets a unit normaliser, so no `0/0`
+    reaches the gradient, and every label in it has `nll = +inf`.
     """
-    m = jnp.max(x_hat, axis=-1, keepdims=True)
-    inf_m = jnp.isinf(m)
-    logits = jnp.where(
-        inf_m,
-        jnp.where(x_hat == m, jnp.zeros((), x_hat.dtype), -jnp.inf),
-        x_hat - jax.lax.stop_gradient(jnp.where(inf_m, 0.0, m)),
-    )
-    log_z = jnp.log(jnp.sum(jnp.exp(logits), axis=-1))
-    return logits, log_z, m[..., 0] == -jnp.inf
+    big = jnp.finfo(x_hat.dtype).max
+    logits = _lower_inf(x_hat)
+    m = jnp.max(logits, axis=-1, keepdims=True)
+    shift = jax.lax.stop_gradient(jnp.where(m == -jnp.inf, jnp.zeros((), m.dtype), m))
+    shifted = logits - shift
+    total = jnp.sum(jnp.exp(shifted), axis=-1)
+    m = m[..., 0]
+    log_z = jnp.log(jnp.where(m == -jnp.inf, jnp.ones((), total.dtype), total))
+    return shifted, log_z, m == big
 
 
 class Categorical(AbstractNoise):
@@ -204,23 +218,23 @@ class Categorical(AbstractNoise):
     def _nll(self, x, x_hat):
         k = x_hat.shape[-1]
         x = x.astype(jnp.int32) if x.dtype == jnp.bool_ else x
-        logits, log_z, dead = _safe_logits(x_hat)
-        classes = jax.lax.broadcasted_iota(x.dtype, (1,) * x.ndim + (k,), x.ndim)
-        picked = jnp.sum(
-            jnp.where(classes == x[..., None], logits, jnp.zeros((), logits.dtype)),
-            axis=-1,
-        )
+        shifted, log_z, top = _log_softmax_parts(x_hat)
+        possible = (x >= 0) & (x < k)
+        label = jnp.where(possible, x, jnp.zeros((), x.dtype))[..., None]
+        picked = jnp.take_along_axis(shifted, label, axis=-1, mode="clip")[..., 0]
+        # zero probability: a label out of range, a -inf logit (the value is +inf by
+        # itself), or a finite logit in a row holding +inf (picked < 0 there)
+        possible = possible & ~(top & (picked < 0))
         value = log_z - picked
-        possible = (x >= 0) & (x < k) & ~dead
         return jnp.where(possible, value, jnp.asarray(jnp.inf, value.dtype))
 
     def _loss(self, x, x_hat):
         return self._nll(x, x_hat)
 
     def _predict(self, x_hat):
-        logits, log_z, _ = _safe_logits(x_hat)
-        return jnp.exp(logits - log_z[..., None])
+        shifted, log_z, _ = _log_softmax_parts(x_hat)
+        return jnp.exp(shifted - log_z[..., None])
 
     def _sample(self, key, x_hat, shape):
-        logits, _, _ = _safe_logits(x_hat)
-        return jax.random.categorical(key, logits, axis=-1, shape=shape)
+        shifted, _, _ = _log_softmax_parts(x_hat)
+        return jax.random.categorical(key, shifted, axis=-1, shape=shape)
