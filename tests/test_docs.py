@@ -1,6 +1,9 @@
 """Every Python block of the README runs, and every notebook executes."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbclient
@@ -28,15 +31,18 @@ def test_readme_has_the_two_setup_commands_first():
     assert test_cmd in ci
 
 
-def test_readme_python_blocks_run():
+def test_readme_python_blocks_run(tmp_path):
+    """The blocks run in order, in one fresh interpreter with JAX's default
+    configuration (float32, implicit rank promotion), as a reader would run them."""
     blocks = _python_blocks(README.read_text())
     assert blocks, "the README has no python example"
-    namespace: dict = {}
-    for i, block in enumerate(blocks):
-        try:
-            exec(compile(block, f"README.md[python block {i}]", "exec"), namespace)
-        except Exception as e:  # pragma: no cover - the failure message is the point
-            pytest.fail(f"README python block {i} failed: {e!r}\n{block}")
+    script = tmp_path / "readme.py"
+    script.write_text("\n\n".join(blocks))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    res = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
