@@ -96,8 +96,10 @@ def log_factorial(k: Array) -> Array:
     compare chain; $k \ge 8$: Stirling's series
     $(k+\tfrac12)\log k - k + \tfrac12\log 2\pi + \sum_{n=1}^{9} \frac{B_{2n}}
     {2n(2n-1)k^{2n-1}}$, truncation error below $10^{-17}$ absolute (float64).
-    One logarithm and one division per element, instead of a full `lgamma`
-    (3-4x cheaper on CPU); within 2 ulps of the correctly rounded value.
+    One logarithm and one division per element instead of a full `lgamma` (about
+    2.5x cheaper on CPU; a table gather costs more than the logarithm there);
+    within 2 ulps of the correctly rounded value (checked against mpmath up to
+    $10^{300}$ and against `scipy.special.gammaln` on every $k \le 10^7$).
     The caller guarantees $k$ is a non-negative integer (or NaN).
     """
     small = _small_log_factorial(k)
@@ -217,8 +219,10 @@ class Poisson(AbstractNoise):
 
     Counts may be floats or integers; a negative, non-integer or infinite count has
     probability 0 (`nll = +inf`). A zero rate ($\eta = -\infty$) with a zero count
-    gives 0 with a zero gradient. $\log x!$ is exact without a per-element `lgamma`
-    (see `log_factorial`).
+    gives 0 with a zero gradient. The nll is exact without a per-element `lgamma`
+    and without the $x\log x$ cancellation of the plain formula at large counts
+    (float64 to $10^{-11}$ relative up to $x = 2^{31}$); in float32 its error at
+    counts above ~$10^4$ is that of a one-ulp change of `x_hat`.
     """
 
     _discrete = True
