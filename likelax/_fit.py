@@ -41,7 +41,6 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
 __all__ = ["FitError", "FitResult", "Status", "fit"]
 
 _Tracer = jax.core.Tracer  # pyright: ignore[reportAttributeAccessIssue]
-_RUNNING, _CONVERGED, _NONFINITE, _STALLED = 0, 1, 2, 3
 # A line-search step that raises the objective by at most this many ulps of it is
 # the end of progress at an optimum, not a failure.
 _ROUNDING = 1024
@@ -71,6 +70,18 @@ class Status(eqx.Enumeration):
 
 
 _StatusItem = Any  # an `eqx.Enumeration` item of `Status`
+
+
+def _code(item) -> int:
+    return int(jax.tree.leaves(item)[0])
+
+
+# Status codes in the loop state: the indices of `Status`'s items (a fit still
+# running when the budget ends is `Status.budget`).
+_CONVERGED = _code(Status.converged)
+_RUNNING = _code(Status.budget)
+_NONFINITE = _code(Status.nonfinite)
+_STALLED = _code(Status.stalled)
 
 
 class FitError(RuntimeError):
@@ -149,6 +160,7 @@ class _State(eqx.Module):
     opt_state: Any
     value: Array  # objective at x (minibatch: on the batch of this step)
     grad: Any  # its gradient
+    gnorm: Array  # its Euclidean norm
     step: Array  # optimiser steps accepted so far
     done: Array
     status: Array  # _RUNNING / _CONVERGED / _NONFINITE / _STALLED
@@ -234,14 +246,14 @@ def _norm(tree) -> Array:
     return optax.tree.norm(tree)
 
 
-def _converged(problem: _Problem, value, grad, x, previous=None) -> Array:
+def _converged(problem: _Problem, value, gnorm, x, previous=None) -> Array:
     r"""$\|g\|\,\max(\|x\|, 1) \le$ tol $\max(|F|, 1)$ (both sides in units of
     the objective, so the test does not depend on how the parameters are scaled),
     or $|F_{k+1} - F_k| \le$ ftol $\max(|F_k|, |F_{k+1}|, 1)$."""
     if not problem.check:
         return jnp.asarray(False)
     size = jnp.maximum(jnp.abs(value), 1.0)
-    out = _norm(grad) * jnp.maximum(_norm(x), 1.0) <= problem.gtol * size
+    out = gnorm * jnp.maximum(_norm(x), 1.0) <= problem.gtol * size
     if previous is not None:
         size = jnp.maximum(size, jnp.abs(previous))
         out = out | (jnp.abs(value - previous) <= problem.ftol * size)
@@ -264,47 +276,61 @@ def _value_and_grad(problem: _Problem, data, perm, step, x):
     return jax.value_and_grad(lambda x_: _objective_value(problem, x_, batch, scale))(x)
 
 
-@eqx.filter_jit
-def _init(problem: _Problem, data, params_dyn) -> _State:
-    """The state before the first step.
-
-    With a line-search optimiser (which caches the objective at each new iterate)
-    the initial point is evaluated here. Otherwise the state is marked `fresh`: the
-    loop's first iteration evaluates it, with the same compiled code as every other
-    step (one copy of the objective in the program, as in a hand-written loop)."""
+def _init_impl(problem: _Problem, data, params_dyn) -> _State:
+    """The state before the first step, not evaluated yet (`fresh`): the initial
+    point is evaluated inside the loop program (`_advance`), so the objective is
+    compiled once, in one program, as in a hand-written loop."""
     learned = problem.objective.learned() if problem.learn else {}
     x = (params_dyn, learned)
     opt_state = problem.optimizer.init(x)
     step = jnp.asarray(0, jnp.int32)
     perm = _epoch_perm(problem, step, None)
-    if _uses_cache(problem, opt_state, x):
-        value, grad = _value_and_grad(problem, data, perm, step, x)
-        finite = jnp.isfinite(value) & _tree_finite(grad)
-        converged = finite & _converged(problem, value, grad, x)
-        status = jnp.where(finite, jnp.where(converged, _CONVERGED, _RUNNING), _NONFINITE)
-        done, fresh = ~finite | converged, jnp.asarray(False)
-    else:
-        batch, scale = _batch(problem, data, perm, step)
-        shape = jax.eval_shape(lambda x_: _objective_value(problem, x_, batch, scale), x)
-        value = jnp.full((), jnp.nan, shape.dtype)
-        grad = jax.tree.map(jnp.zeros_like, x)
-        status, done, fresh = jnp.asarray(_RUNNING), jnp.asarray(False), jnp.asarray(True)
-    history = jnp.full((problem.steps + 1,), jnp.nan, value.dtype).at[0].set(value)
+    batch, scale = _batch(problem, data, perm, step)
+    shape = jax.eval_shape(lambda x_: _objective_value(problem, x_, batch, scale), x)
+    value = jnp.full((), jnp.nan, shape.dtype)
     state = _State(
         x=x,
         opt_state=opt_state,
         value=value,
-        grad=grad,
+        grad=jax.tree.map(jnp.zeros_like, x),
+        gnorm=jnp.full((), jnp.nan, value.dtype),
         step=step,
-        done=done,
-        status=status.astype(jnp.int32),
-        history=history,
+        done=jnp.asarray(False),
+        status=jnp.asarray(_RUNNING, jnp.int32),
+        history=jnp.full((problem.steps + 1,), jnp.nan, value.dtype),
         perm=perm,
-        fresh=fresh,
+        fresh=jnp.asarray(True),
     )
-    # Strong dtypes throughout, so a state read back from a checkpoint has exactly
-    # the types of a fresh one (same compiled program, bit-identical continuation).
+    # Strong dtypes, so that a state read back from a checkpoint has exactly the
+    # types of a new one: same compiled program, bit-identical continuation.
     return jax.tree.map(lambda a: jnp.asarray(a, dtype=a.dtype), state)
+
+
+_init = eqx.filter_jit(_init_impl)
+
+
+def _evaluate_first(problem: _Problem, data, s: _State) -> _State:
+    """Evaluate the initial point (line-search optimisers, which then cache every
+    later evaluation in their state)."""
+    value, grad = _value_and_grad(problem, data, s.perm, s.step, s.x)
+    value = value.astype(s.value.dtype)
+    finite = jnp.isfinite(value) & _tree_finite(grad)
+    gnorm = _norm(grad)
+    converged = finite & _converged(problem, value, gnorm, s.x)
+    status = jnp.where(finite, jnp.where(converged, _CONVERGED, _RUNNING), _NONFINITE)
+    return eqx.tree_at(
+        lambda t: (t.value, t.grad, t.gnorm, t.done, t.status, t.history, t.fresh),
+        s,
+        (
+            value,
+            grad,
+            gnorm,
+            ~finite | converged,
+            status.astype(jnp.int32),
+            s.history.at[s.step].set(value),
+            jnp.asarray(False),
+        ),
+    )
 
 
 def _step(problem: _Problem, data, s: _State) -> _State:
@@ -329,8 +355,9 @@ def _step(problem: _Problem, data, s: _State) -> _State:
         value, grad = _value_and_grad(problem, data, perm, step, x)
     value = value.astype(s.value.dtype)
     finite = jnp.isfinite(value) & _tree_finite(grad)
+    gnorm = _norm(grad)
     # On a fresh state `s.value` is NaN, so the relative-change test is False.
-    converged = finite & _converged(problem, value, grad, x, s.value)
+    converged = finite & _converged(problem, value, gnorm, x, s.value)
     history = s.history.at[step].set(value)
     if line_search:
         # A line search only accepts decreasing steps; a rise means it failed. Keep
@@ -350,6 +377,7 @@ def _step(problem: _Problem, data, s: _State) -> _State:
         opt_state=opt_state,
         value=value,
         grad=grad,
+        gnorm=gnorm,
         step=step,
         done=converged,
         status=jnp.where(converged, _CONVERGED, _RUNNING).astype(jnp.int32),
@@ -362,6 +390,7 @@ def _step(problem: _Problem, data, s: _State) -> _State:
         opt_state=s.opt_state,
         value=jnp.where(s.fresh, value, s.value),  # no finite point at all: report it
         grad=_where(s.fresh, grad, s.grad),
+        gnorm=jnp.where(s.fresh, gnorm, s.gnorm),
         step=s.step,
         done=jnp.asarray(True),
         status=jnp.where(finite, failed, _NONFINITE).astype(jnp.int32),
@@ -373,6 +402,13 @@ def _step(problem: _Problem, data, s: _State) -> _State:
 
 
 def _advance_impl(problem: _Problem, data, state: _State) -> _State:
+    """Run the loop until `problem.until` steps (or convergence / failure)."""
+    if _uses_cache(problem, state.opt_state, state.x):
+        # Line search: the first point is evaluated here, outside the loop (under
+        # vmap this `cond` is a select: one extra evaluation per call, not per step).
+        state = jax.lax.cond(
+            state.fresh, lambda s: _evaluate_first(problem, data, s), lambda s: s, state
+        )
     until = jnp.minimum(problem.until, problem.steps)
     return jax.lax.while_loop(
         lambda s: s.fresh | ((s.step < until) & ~s.done),
@@ -391,23 +427,21 @@ _advance_traced = eqx.filter_jit(
 
 
 @eqx.filter_jit
+def _full_value_and_grad(problem: _Problem, data, x):
+    return jax.value_and_grad(lambda x_: _objective_value(problem, x_, data, None))(x)
+
+
 def _finish(problem: _Problem, data, state: _State, throw: bool) -> FitResult:
+    """The result: no array work here for full-batch fits (it would be a
+    compiled program of its own), only the learned values' constraint maps."""
     x = state.x
     if problem.batch_size is None:
-        value, grad = state.value, state.grad
+        value, gnorm = state.value, state.gnorm
     else:  # the exact objective on the full data
-        value, grad = jax.value_and_grad(
-            lambda x_: _objective_value(problem, x_, data, None)
-        )(x)
-    status = Status.where(
-        state.status == _CONVERGED,
-        Status.converged,
-        Status.where(
-            state.status == _NONFINITE,
-            Status.nonfinite,
-            Status.where(state.status == _STALLED, Status.stalled, Status.budget),
-        ),
-    )
+        value, grad = _full_value_and_grad(problem, data, x)
+        gnorm = _norm(grad)
+    # `state.status` holds the index of a `Status` item.
+    status = jax.tree.unflatten(jax.tree.structure(Status.converged), [state.status])
     params = eqx.combine(x[0], problem.params_static)
     objective = problem.objective.with_learned(x[1]) if problem.learn else problem.objective
     if throw:
@@ -420,7 +454,7 @@ def _finish(problem: _Problem, data, state: _State, throw: bool) -> FitResult:
         status=status,
         steps=state.step,
         value=value,
-        grad_norm=_norm(grad),
+        grad_norm=gnorm,
     )
 
 

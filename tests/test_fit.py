@@ -367,6 +367,70 @@ def test_vmap_over_prior_strengths_equals_separate_fits(problem):
         np.testing.assert_allclose(values[i], v, rtol=1e-13)
 
 
+@pytest.fixture(scope="module")
+def stackloss():
+    rng = np.random.default_rng(5)
+    u = rng.normal(size=(40, 2))
+    y = u @ np.array([1.5, -0.5]) + 2.0 + rng.standard_t(2.5, size=40)
+    return jnp.asarray(u), jnp.asarray(y)
+
+
+def student_t_fit(df, u, y):
+    obj = llx.likelihood(linear, llx.StudentT(df, 1.0), learn="scale")
+    return llx.fit(obj, {"w": jnp.zeros(2), "b": jnp.asarray(0.0)}, (u, y))
+
+
+def test_vmap_over_64_student_t_df_equals_separate_fits(stackloss):
+    from scipy import optimize, stats
+
+    u, y = stackloss
+    dfs = jnp.geomspace(0.5, 200.0, 64)
+
+    def one(df):
+        res = student_t_fit(df, u, y)
+        return res.params, res.objective.noise.scale, res.status == llx.Status.converged
+
+    params, scales, ok = jax.vmap(one)(dfs)
+    assert bool(jnp.all(ok))
+    for i in range(0, 64, 7):
+        p, s, _ = one(dfs[i])  # a separate fit (same compiled program: df is a leaf)
+        np.testing.assert_allclose(params["w"][i], p["w"], rtol=1e-6)
+        np.testing.assert_allclose(params["b"][i], p["b"], rtol=1e-6)
+        np.testing.assert_allclose(scales[i], s, rtol=1e-6)
+    # Independent oracle for a few df: scipy's t density minimised by BFGS.
+    for i in (0, 31, 63):
+        df = float(dfs[i])
+
+        def nll(theta, df=df):
+            loc = np.asarray(u) @ theta[:2] + theta[2]
+            return -np.sum(
+                stats.t.logpdf(np.asarray(y), df, loc=loc, scale=np.exp(theta[3]))
+            )
+
+        ref = optimize.minimize(nll, np.zeros(4), method="BFGS", options={"gtol": 1e-9})
+        ours = np.r_[params["w"][i], params["b"][i], np.log(scales[i])]
+        np.testing.assert_allclose(ours, ref.x, rtol=1e-5, atol=1e-6)
+
+
+def test_vmap_over_families_with_switch(stackloss):
+    u, y = stackloss
+    families = [llx.Gaussian(1.0), llx.StudentT(4.0, 1.0), llx.Cauchy(1.0)]
+    sw = llx.switch(families)
+    p0 = {"w": jnp.zeros(2), "b": jnp.asarray(0.0)}
+
+    def one(index):
+        obj = llx.likelihood(linear, sw.at(index), learn=True)
+        res = llx.fit(obj, p0, (u, y))
+        return res.params, res.value
+
+    params, values = jax.vmap(one)(jnp.arange(3))
+    for k, family in enumerate(families):
+        res = llx.fit(llx.likelihood(linear, family, learn=True), p0, (u, y))
+        assert res.status == llx.Status.converged
+        np.testing.assert_allclose(params["w"][k], res.params["w"], rtol=1e-6)
+        np.testing.assert_allclose(values[k], res.value, rtol=1e-10)
+
+
 # ---------------------------------------------------------------- checkpoints
 
 
