@@ -87,6 +87,17 @@ def scalar_value(out: Any) -> float:
     return float(np.asarray(v))
 
 
+# Which statistic the reports use: "median" (default) or "min" (the fastest
+# repetition, less sensitive to other processes on a loaded machine).
+STATISTIC = {"name": "median"}
+
+
+def set_statistic(name: str) -> None:
+    if name not in ("median", "min"):
+        raise ValueError(f"statistic must be 'median' or 'min', got {name!r}")
+    STATISTIC["name"] = name
+
+
 @dataclasses.dataclass
 class Timing:
     median: float  # seconds per call
@@ -94,6 +105,11 @@ class Timing:
     value: float  # the sum(nll) it returned
     error: str | None = None
     min: float = math.nan  # fastest sample: less sensitive to a loaded machine
+
+    @property
+    def stat(self) -> float:
+        """The reported time per call (see `set_statistic`)."""
+        return self.min if STATISTIC["name"] == "min" else self.median
 
 
 def time_interleaved(

@@ -49,6 +49,7 @@ from _harness import (
     machine_description,
     markdown_table,
     parse_sizes,
+    set_statistic,
     size_label,
     time_interleaved,
 )
@@ -56,6 +57,7 @@ from _harness import (
 import likelax as llx
 
 MODES = ("value", "grad")
+_NO_PEERS = False
 
 
 def likelax_noise(fam: Family, dtype: Any = jnp.float32) -> Any | None:
@@ -86,8 +88,9 @@ def candidates(fam: Family, with_off: bool) -> list[Candidate]:
     p = fam.params()
     for name, f in fam.hand.items():
         out.append(Candidate(f"hand: {name}", "hand", f, p, fam.diff))
-    for name, f in fam.peer_candidates().items():
-        out.append(Candidate(name, "peer", f, p, fam.diff))
+    if not _NO_PEERS:
+        for name, f in fam.peer_candidates().items():
+            out.append(Candidate(name, "peer", f, p, fam.diff))
     return out
 
 
@@ -114,7 +117,7 @@ def bench_family(fam: Family, sizes, reps, min_sample, with_off, seed=0):
 
 
 def _best_hand(timings: dict[str, Any]) -> tuple[str, float]:
-    hand = {k: t.median for k, t in timings.items() if k.startswith("hand:")}
+    hand = {k: t.stat for k, t in timings.items() if k.startswith("hand:")}
     hand = {k: v for k, v in hand.items() if math.isfinite(v)}
     name = min(hand, key=hand.__getitem__)
     return name, hand[name]
@@ -139,7 +142,7 @@ def family_table(fam: Family, results, names) -> tuple[str, list[str]]:
                 row.append("error")
                 notes.append(f"{name} ({size_label(n)}, {mode}): {t.error}")
                 continue
-            cell = f"{fmt_time(t.median)} ({fmt_ratio(t.median / best)})"
+            cell = f"{fmt_time(t.stat)} ({fmt_ratio(t.stat / best)})"
             if name == best_name:
                 cell = f"**{cell}**"
             if not (abs(t.value - ref) <= 1e-3 * abs(ref) + 1e-3):
@@ -162,11 +165,11 @@ def summary_rows(fam: Family, results, n: int) -> list[str] | None:
             return None
         _, best = _best_hand(timings)
         lx = timings.get("likelax")
-        lx_r = lx.median / best if lx is not None and not lx.error else math.nan
+        lx_r = lx.stat / best if lx is not None and not lx.error else math.nan
         peers = {
-            k: t.median
+            k: t.stat
             for k, t in timings.items()
-            if k in PEERS and not t.error and math.isfinite(t.median)
+            if k in PEERS and not t.error and math.isfinite(t.stat)
         }
         if peers:
             pk = min(peers, key=peers.__getitem__)
@@ -192,13 +195,13 @@ def null_section(fams: list[Family], n: int, reps: int, min_sample: float) -> st
         cands = [null, *[c for c in candidates(fam, True) if c.group != "peer"]]
         calls = {c.name: make_call(c, "value", x, m) for c in cands}
         t = time_interleaved(calls, reps, min_sample)
-        t0 = t["null"].median
+        t0 = t["null"].stat
         best_name, best = _best_hand(t)
         lx = t.get("likelax")
         lx_off = t.get("likelax[off]")
         target = 3.0 if fam.name == "Poisson" else 2.0
         target_families = ("Gaussian", "Laplace", "StudentT", "Cauchy", "Poisson")
-        lx_r = lx.median / t0 if lx is not None and not lx.error else math.nan
+        lx_r = lx.stat / t0 if lx is not None and not lx.error else math.nan
         if fam.name not in target_families or not math.isfinite(lx_r):
             verdict = "—"
         else:
@@ -207,9 +210,9 @@ def null_section(fams: list[Family], n: int, reps: int, min_sample: float) -> st
             [
                 fam.name,
                 fmt_time(t0),
-                fmt_time(lx.median) if lx is not None else "—",
+                fmt_time(lx.stat) if lx is not None else "—",
                 fmt_ratio(lx_r),
-                fmt_ratio(lx_off.median / t0) if lx_off is not None else "—",
+                fmt_ratio(lx_off.stat / t0) if lx_off is not None else "—",
                 f"{fmt_ratio(best / t0)} ({best_name[6:]})",
                 f"≤ {target:g}× {verdict}" if fam.name in target_families else "",
             ]
@@ -409,6 +412,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile-reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small N, few repetitions")
     ap.add_argument("--no-tables", action="store_true", help="skip the per-family tables")
+    ap.add_argument("--no-peers", action="store_true", help="only likelax and hand-written")
+    ap.add_argument(
+        "--stat",
+        choices=("median", "min"),
+        default="median",
+        help="statistic over repetitions (min resists a loaded machine)",
+    )
     ap.add_argument("--no-null", action="store_true")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-overhead", action="store_true")
@@ -420,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="formulas vs scipy (float64)")
     ap.add_argument("--out", help="also write the markdown report to this file")
     args = ap.parse_args(argv)
+    set_statistic(args.stat)
+    global _NO_PEERS
+    _NO_PEERS = args.no_peers
 
     names = [s.strip() for s in args.families.split(",") if s.strip()]
     unknown = [n for n in names if n not in FAMILIES]
@@ -455,8 +468,9 @@ def main(argv: list[str] | None = None) -> int:
         emit(f"- {k}: {PEER_STATUS[k] or 'imported'}")
     emit("")
     emit(
-        "Times per call; in parentheses the ratio to the best hand-written formula at "
-        "that (N, mode), which is in bold. `grad` is `value_and_grad` with respect to "
+        f"Times per call ({args.stat} over {reps} repetitions); in parentheses the "
+        "ratio to the best hand-written formula at that (N, mode), which is in bold. "
+        "`grad` is `value_and_grad` with respect to "
         "`x_hat` and every hyperparameter (only `x_hat` where they are integers or "
         "absent). ≠ marks a value that disagrees with the hand-written one.\n"
     )
