@@ -24,7 +24,14 @@ from jaxtyping import Array, ArrayLike, Float
 from ._base import POSITIVE, AbstractNoise, as_param
 from ._special import HALF_LOG_2PI
 
-__all__ = ["NegativeBinomial", "Poisson", "log_factorial", "softplus_pair"]
+__all__ = [
+    "NegativeBinomial",
+    "Poisson",
+    "exp_excess",
+    "log_factorial",
+    "log_gamma_step",
+    "softplus_pair",
+]
 
 
 # ------------------------------------------------------------------ log k!
@@ -79,6 +86,32 @@ def _exp_excess_series(d: Array) -> Array:
     for k in range(_EXCESS_TERMS[_dtype_key(d.dtype)] - 1, 1, -1):
         acc = 1.0 / math.factorial(k) + d * acc
     return d * d * acc
+
+
+def exp_excess(d: Array) -> Array:
+    r"""$e^d - 1 - d \ge 0$, accurate to a few ulps relative everywhere: the Taylor
+    series for $|d| < 1/4$, the direct form elsewhere ($e^d$ alone for large $d$, so
+    $d = \pm\infty$ gives $+\infty$ with a finite or infinite, never NaN, gradient).
+    """
+    e = jnp.exp(d)
+    far = jnp.where(d > _EXP_ONLY[_dtype_key(d.dtype)], e, e - 1.0 - d)
+    near = jnp.abs(d) < 0.25
+    d_near = jnp.where(near, d, jnp.zeros((), d.dtype))  # no inf into the series
+    return jnp.where(near, _exp_excess_series(d_near), far)
+
+
+def log_gamma_step(z: Array, d: Array) -> Array:
+    r"""$\log\Gamma(z+d) - \log\Gamma(z)$ for $z \ge 8$, $z + d \ge 8$, without
+    cancellation: $d\log z + (z+d-\tfrac12)\,\mathrm{log1p}(d/z) - d + S(z+d) - S(z)$
+    ($S$ the Stirling tail)."""
+    terms = _stirling_terms(z.dtype)
+    return (
+        d * jnp.log(z)
+        + (z + d - 0.5) * jnp.log1p(d / z)
+        - d
+        + _stirling_tail(z + d, terms)
+        - _stirling_tail(z, terms)
+    )
 
 
 def _small_log_factorial(k: Array) -> Array:

@@ -14,7 +14,15 @@ from jax.scipy.special import betainc
 from jaxtyping import Array, ArrayLike, Float
 
 from ._base import NONNEGATIVE_INTEGER, AbstractNoise, as_param
-from ._count import log_factorial, softplus_pair
+from ._count import (
+    _stirling_tail,
+    _stirling_terms,
+    exp_excess,
+    log_factorial,
+    log_gamma_step,
+    softplus_pair,
+)
+from ._special import HALF_LOG_2PI
 
 __all__ = ["Bernoulli", "Binomial", "Categorical"]
 
@@ -85,6 +93,55 @@ class Bernoulli(AbstractNoise):
 # ------------------------------------------------------------------ Binomial
 
 
+_SMALL = 8.0  # below this a count's log-factorial comes from the exact table
+
+
+def _binomial_nll(x: Array, n: Array, logit: Array) -> Array:
+    r"""$-\log\binom{n}{x} + x\,\mathrm{softplus}(-\ell) + y\,\mathrm{softplus}(\ell)$,
+    $y = n - x$, without the $n\log n$ cancellation of the three log-factorials.
+
+    - $x, y \ge 8$ (the saddle-point form, as in Loader's algorithm): with
+      $w_1 = \log(x/n) + \mathrm{softplus}(-\ell) = \log\frac{x}{np}$ and
+      $w_2 = \log(y/n) + \mathrm{softplus}(\ell) = \log\frac{y}{nq}$, the nll is
+      $x\,E(-w_1) + y\,E(-w_2) + \tfrac12\log\frac{2\pi xy}{n} + S(x) + S(y)
+      - S(n)$, $E(d) = e^d - 1 - d$ (all terms non-negative but the last three);
+    - $x < 8 \le y$: $\log n! - \log y!$ by `log_gamma_step` (and symmetrically);
+    - $x, y < 8$: the exact table.
+    """
+    y = n - x
+    pair = softplus_pair(y, x, logit)
+    small_x, small_y = x < _SMALL, y < _SMALL
+    # safe arguments per regime (double where: no inf/NaN into unselected branches)
+    xa, ya = jnp.maximum(x, _SMALL), jnp.maximum(y, _SMALL)
+    na = xa + ya
+    xs, ys = jnp.minimum(x, _SMALL - 1), jnp.minimum(y, _SMALL - 1)
+    # both large
+    pos = logit > 0
+    shared = jnp.log1p(jnp.exp(jnp.where(pos, -logit, logit)))  # log(1 + e^-|l|)
+    zero = jnp.zeros((), logit.dtype)
+    sp_pos = shared + jnp.where(pos, logit, zero)  # softplus(l) = -log q
+    sp_neg = shared - jnp.where(pos, zero, logit)  # softplus(-l) = -log p
+    log_n = jnp.log(na)
+    w1 = jnp.log(xa) - log_n + sp_neg
+    w2 = jnp.log(ya) - log_n + sp_pos
+    terms = _stirling_terms(x.dtype)
+    both = (
+        xa * exp_excess(-w1)
+        + ya * exp_excess(-w2)
+        + 0.5 * (jnp.log(xa) + jnp.log(ya) - log_n)
+        + HALF_LOG_2PI
+        + _stirling_tail(xa, terms)
+        + _stirling_tail(ya, terms)
+        - _stirling_tail(na, terms)
+    )
+    # one side small: -log C(n, x) = log x! - (log n! - log y!)
+    only_x = log_factorial(xs) - log_gamma_step(ya + 1.0, xs)
+    only_y = log_factorial(ys) - log_gamma_step(xa + 1.0, ys)
+    plain = log_factorial(xs) + log_factorial(ys) - log_factorial(xs + ys)
+    coefficient = jnp.where(small_x, jnp.where(small_y, plain, only_x), only_y)
+    return jnp.where(small_x | small_y, coefficient + pair, both)
+
+
 class Binomial(AbstractNoise):
     r"""Binomial noise: $x$ successes out of $n$ = `total_count` trials, logit
     `x_hat` $=\ell$, $p = \sigma(\ell)$:
@@ -114,6 +171,9 @@ class Binomial(AbstractNoise):
     def _const(self, x):
         n = self.total_count
         return log_factorial(x) + log_factorial(n - x) - log_factorial(n)
+
+    def _nll(self, x, x_hat):
+        return _binomial_nll(x, self.total_count, x_hat)
 
     def _in_support(self, x):
         return (x >= 0) & (x <= self.total_count) & (x == jnp.floor(x))
