@@ -66,7 +66,7 @@ class Censored(AbstractCombinator):
         upper: Float[ArrayLike, "*#batch"] | None = None,
     ):
         self.noise = check_noise("censored", "noise", noise)
-        if noise._x_hat_event_ndim != 0 or noise._integer_x:
+        if noise._integer_x:
             raise TypeError(
                 f"censored: {type(noise).__name__} is not univariate; censoring needs "
                 "an ordered observation with a cdf."

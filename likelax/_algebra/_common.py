@@ -249,13 +249,13 @@ def _logsumexp_list_jvp(primals, tangents):
 
 
 def _lse_axis0_parts(a):
-    m = jnp.max(a, axis=0)
+    m = jnp.max(a, axis=0, keepdims=True)
     finite = jnp.isfinite(m)
     ms = jnp.where(finite, m, jnp.zeros((), m.dtype))
     e = jnp.exp(a - ms)
-    s = jnp.sum(e, axis=0)
+    s = jnp.sum(e, axis=0, keepdims=True)
     out = jnp.where(finite, ms + jnp.log(s), m)
-    return out, e, s, finite
+    return out[0], e, s, finite
 
 
 @jax.custom_jvp
@@ -271,4 +271,4 @@ def _logsumexp_axis0_jvp(primals, tangents):
     out, e, s, finite = _lse_axis0_parts(a)
     inv = jnp.where(finite, 1.0 / s, jnp.zeros((), s.dtype))
     w = jnp.where(finite, e, jnp.zeros((), e.dtype))
-    return out, jnp.sum(w * da, axis=0) * inv
+    return out, (jnp.sum(w * da, axis=0, keepdims=True) * inv)[0]

@@ -46,7 +46,7 @@ class ZeroInflated(AbstractCombinator):
 
     def __init__(self, noise: AbstractNoise, prob: Float[ArrayLike, "*#batch"]):
         self.noise = check_noise("zero_inflated", "noise", noise)
-        if noise._x_hat_event_ndim != 0 or noise._integer_x:
+        if noise._integer_x:
             raise TypeError(
                 f"zero_inflated: {type(noise).__name__} is not a univariate noise model."
             )
