@@ -272,3 +272,33 @@ def test_negative_binomial_support_and_edges():
     assert value == 0 and grad == 0  # zero mean, zero count
     value, grad = jax.value_and_grad(lambda e: nb.nll(3.0, e))(-jnp.inf)
     assert value == jnp.inf and np.isfinite(grad)
+
+
+def _mp_nb_nll(k, eta, r) -> float:
+    k, mu, rr = mpmath.mpf(k), mpmath.exp(mpmath.mpf(eta)), mpmath.mpf(r)
+    return float(
+        -mpmath.loggamma(k + rr)
+        + mpmath.loggamma(rr)
+        + mpmath.loggamma(k + 1)
+        - rr * mpmath.log(rr / (rr + mu))
+        - k * mpmath.log(mu / (rr + mu))
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_negative_binomial_grid_against_mpmath(dtype):
+    """Every regime (small/large r, small/large x, mean far from x) at the rounded
+    inputs: float64 to 1e-12, float32 to 1e-5 (relative to max(1, |ref|))."""
+    grid = [
+        (r, x, np.log(mu))
+        for r in (0.3, 7.9, 8.5, 1e3, 1e6)
+        for x in (0.0, 7.0, 8.0, 1000.0, 1e6)
+        for mu in (0.1, x + 0.3, 1e5)
+    ]
+    r, x, eta = (np.asarray(c, dtype) for c in zip(*grid, strict=True))
+    got = np.asarray(
+        jax.jit(jax.vmap(lambda r, x, e: llx.NegativeBinomial(r).nll(x, e)))(r, x, eta)
+    )
+    want = np.array([_mp_nb_nll(*map(float, c)) for c in zip(x, eta, r, strict=True)])
+    tol = 1e-5 if dtype == jnp.float32 else 1e-12
+    assert np.max(np.abs(got - want) / np.maximum(1, np.abs(want))) < tol

@@ -307,6 +307,39 @@ class Poisson(AbstractNoise):
 _R_MAX = {64: 1e30, 32: 1e15}
 
 
+def _negative_binomial_saddle(x: Array, r: Array, eta: Array) -> Array:
+    r"""The negative-binomial nll for $x, r \ge 8$ in saddle-point form.
+
+    With $N = x + r$, $p = r/(r+\mu)$, the mass is $\frac{r}{N}\binom{N}{r}p^r
+    q^x$ (Loader's identity), so with $w_1 = \log\frac{r}{Np}$,
+    $w_2 = \log\frac{x}{Nq}$ and $E(d) = e^d - 1 - d$:
+    $r\,E(-w_1) + x\,E(-w_2) + \tfrac12\log\frac{2\pi r x}{N} + S(r) + S(x) - S(N)
+    + \log\frac{N}{r}$. Every large term is non-negative: no cancellation between
+    $\log\Gamma(x+r)$, $\log x!$ and $x\log\mu$, for any $x$, $r$, $\mu$.
+    """
+    x = jnp.maximum(x, _K0)  # safe arguments where another regime is selected
+    r = jnp.maximum(r, _K0)
+    t = eta - jnp.log(r)
+    pos = t > 0
+    shared = jnp.log1p(jnp.exp(jnp.where(pos, -t, t)))
+    zero = jnp.zeros((), t.dtype)
+    neg_log_p = shared + jnp.where(pos, t, zero)  # softplus(t) = log((r + mu) / r)
+    neg_log_q = shared - jnp.where(pos, zero, t)  # softplus(-t) = log((r + mu) / mu)
+    log_n_over_r = jnp.log1p(x / r)
+    log_n_over_x = jnp.log1p(r / x)
+    terms = _stirling_terms(x.dtype)
+    return (
+        r * exp_excess(log_n_over_r - neg_log_p)
+        + x * exp_excess(log_n_over_x - neg_log_q)
+        + 0.5 * (jnp.log(x) - log_n_over_r)
+        + HALF_LOG_2PI
+        + _stirling_tail(r, terms)
+        + _stirling_tail(x, terms)
+        - _stirling_tail(x + r, terms)
+        + log_n_over_r
+    )
+
+
 class NegativeBinomial(AbstractNoise):
     r"""Negative binomial (gamma-Poisson) noise with log-mean `x_hat` $=\eta$ and
     concentration $r$ (the number of successes; variance $\mu + \mu^2/r$):
@@ -317,7 +350,9 @@ class NegativeBinomial(AbstractNoise):
     i.e. `scipy.stats.nbinom(n=r, p=r/(r+μ))`. `predict` returns the mean $\mu$.
     The $\hat x$-dependent part is evaluated as
     $r\,\mathrm{softplus}(\eta-\log r) + x\,\mathrm{softplus}(\log r-\eta)$ (stable
-    for any $\eta$) and the coefficient without cancellation, even for huge $r$.
+    for any $\eta$) and the coefficient without cancellation, even for huge $r$;
+    when both $x$ and $r$ are at least 8 the whole nll is taken in saddle-point form
+    (no $x\log x$ cancellation at large counts).
 
     `loss` keeps $(r+x)\log(1+\mu/r) - x\eta$ and drops
     $-\log\frac{\Gamma(x+r)}{\Gamma(r)\,x!} + x\log r$; as $r\to\infty$ the loss
@@ -346,7 +381,10 @@ class NegativeBinomial(AbstractNoise):
         return softplus_pair(r, x, x_hat - jnp.log(r))
 
     def _nll(self, x, x_hat):
-        return self._pair(x, x_hat) - _log_gamma_ratio(x, self._r())
+        r = self._r()
+        plain = self._pair(x, x_hat) - _log_gamma_ratio(x, r)
+        both_large = (x >= _K0) & (r >= _K0)
+        return jnp.where(both_large, _negative_binomial_saddle(x, r, x_hat), plain)
 
     def _loss(self, x, x_hat):
         return self._pair(x, x_hat) - x * jnp.log(self._r())

@@ -149,7 +149,10 @@ class Binomial(AbstractNoise):
     $$-\log p(x\mid\ell) = -\log\binom{n}{x} + n\,\mathrm{softplus}(\ell) - x\ell
       = -\log\binom{n}{x} + x\,\mathrm{softplus}(-\ell) + (n-x)\,\mathrm{softplus}(\ell),$$
 
-    evaluated in the second form (no cancellation at large $|\ell|$). `predict`
+    evaluated in the second form (no cancellation at large $|\ell|$), with the
+    coefficient folded in saddle-point form (no $n\log n$ cancellation between
+    the log-factorials: exact to ~1e-15 in float64 and ~1e-7 in float32 up to
+    $n = 10^9$). `predict`
     returns the mean $n\sigma(\ell)$. `loss` drops $-\log\binom{n}{x}$ and keeps
     $n\,\mathrm{softplus}(\ell) - x\ell$ (the binary cross-entropy summed over the
     $n$ trials). `total_count` is a non-negative integer (stored as a float leaf);
