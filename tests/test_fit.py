@@ -18,6 +18,10 @@ import likelax as llx
 import likelax._fit as fit_module
 
 N, D = 200, 3
+# Optimisers created once and shared: the same static configuration reuses the
+# compiled loop across tests (as it does for a user).
+ADAM = optax.adam(0.05)
+SGD = optax.sgd(0.1)
 
 
 def linear(p, u):
@@ -82,8 +86,8 @@ def test_learned_scale_is_the_gaussian_mle(problem):
 
 def test_prior_hyperparameters_stay_fixed(problem):
     u, y, p0 = problem
-    obj = llx.likelihood(linear, llx.Gaussian(1.0), learn=True) + llx.prior(
-        llx.Gaussian(0.5), on=lambda p: p["w"]
+    obj = llx.likelihood(linear, llx.Gaussian(1.0), learn="scale") + llx.prior(
+        llx.Gaussian(0.5)
     )
     res = llx.fit(obj, p0, (u, y), progress=False)
     assert res.status == llx.Status.converged
@@ -136,14 +140,14 @@ def test_no_retrace_for_new_data_or_new_start(problem):
         return linear(p, u)
 
     obj = llx.likelihood(counted, llx.Gaussian(1.0), learn="scale")
-    opt = optax.adam(0.1)
-    for default in (None, opt):
-        llx.fit(obj, p0, (u, y), optimizer=default, steps=30, progress=False)
+    for default in (None, ADAM):
+        steps = 1000 if default is None else 30
+        llx.fit(obj, p0, (u, y), optimizer=default, steps=steps, progress=False)
         before = len(traces)
         for shift in (1.0, 2.0):
             p_new = jax.tree.map(lambda a: a + shift, p0)
             new_obj = obj.with_noise(llx.Gaussian(shift), learn="scale")
-            llx.fit(new_obj, p_new, (u + shift, y * shift), optimizer=default, steps=30)
+            llx.fit(new_obj, p_new, (u + shift, y * shift), optimizer=default, steps=steps)
         assert len(traces) == before, "a fit with new data of the same shape retraced"
 
 
@@ -154,7 +158,7 @@ def test_converged_at_the_start(problem):
     u, y, _ = problem
     coef = least_squares(u, y)
     p = {"w": jnp.asarray(coef[:D]), "b": jnp.asarray(coef[D])}
-    for opt in (None, optax.adam(0.1)):
+    for opt in (None, ADAM):
         res = llx.fit(llx.likelihood(linear, llx.Gaussian(1.0)), p, (u, y), optimizer=opt)
         assert res.status == llx.Status.converged
         assert int(res.steps) == 0
@@ -189,7 +193,7 @@ def test_nonfinite_stops_and_keeps_the_last_finite_parameters():
     y = jnp.full((4,), 10.0)
     c = jnp.full((4,), 3.0)
     p0 = {"w": jnp.asarray(0.0)}
-    opt = optax.sgd(0.1)
+    opt = SGD
     res = llx.fit(sqrt_objective, p0, (y, c), optimizer=opt, steps=50, progress=False)
     # Oracle: step plain SGD in Python until the objective is no longer finite.
     p, last_finite, k = p0, None, 0
@@ -218,8 +222,8 @@ def test_nonfinite_at_the_start():
     y = jnp.full((4,), 10.0)
     c = jnp.full((4,), -1.0)
     p0 = {"w": jnp.asarray(0.0)}
-    for opt in (None, optax.sgd(0.1)):
-        res = llx.fit(sqrt_objective, p0, (y, c), optimizer=opt, steps=10)
+    for opt, steps in ((None, 100), (SGD, 50)):
+        res = llx.fit(sqrt_objective, p0, (y, c), optimizer=opt, steps=steps)
         assert res.status == llx.Status.nonfinite
         assert int(res.steps) == 0
         assert float(res.params["w"]) == 0.0
@@ -302,30 +306,30 @@ def test_minibatch_map_targets_the_full_batch_optimum(problem):
     u, y, p0 = problem
     obj = llx.likelihood(linear, llx.Gaussian(0.7)) + llx.prior(llx.Gaussian(0.1))
     full = llx.fit(obj, p0, (u, y), progress=False)
-    schedule = optax.exponential_decay(0.05, transition_steps=400, decay_rate=0.01)
+    schedule = optax.exponential_decay(0.1, transition_steps=200, decay_rate=0.01)
     mini = llx.fit(
         obj,
         p0,
         (u, y),
         optimizer=optax.adam(schedule),
-        steps=2000,
+        steps=1000,
         batch_size=20,
         key=jax.random.key(0),
         progress=False,
     )
     assert mini.status == llx.Status.budget  # minibatch fits run their budget
-    np.testing.assert_allclose(flat(mini.params), flat(full.params), atol=2e-3)
+    np.testing.assert_allclose(flat(mini.params), flat(full.params), atol=5e-3)
     # The MAP optimum is shrunk: a prior term on the unscaled side of N/B.
     unscaled = llx.fit(
         lambda p, d, likelihood_scale=1.0: obj(p, d),
         p0,
         (u, y),
         optimizer=optax.adam(schedule),
-        steps=2000,
+        steps=1000,
         batch_size=20,
         key=jax.random.key(0),
     )
-    assert np.max(np.abs(flat(unscaled.params) - flat(full.params))) > 1e-2
+    assert np.max(np.abs(flat(unscaled.params) - flat(full.params))) > 5e-2
 
 
 # ------------------------------------------------------------- jit and vmap
@@ -412,9 +416,6 @@ def test_vmap_over_64_student_t_df_equals_separate_fits(stackloss):
         np.testing.assert_allclose(ours, ref.x, rtol=1e-5, atol=1e-6)
 
 
-ADAM = optax.adam(0.05)
-
-
 def test_vmap_over_families_with_switch(stackloss):
     # Adam here: under vmap, `lax.switch` evaluates every family at every
     # evaluation, and a line search would compile three evaluations per step.
@@ -465,9 +466,9 @@ def test_interrupted_and_resumed_fit_is_bit_identical(problem, tmp_path, monkeyp
     )
     kwargs = dict(steps=60, tol=0.0, ftol=-1.0, progress=False)
     if mode == "minibatch-adam":
-        kwargs.update(optimizer=optax.adam(0.05), batch_size=32, key=jax.random.key(3))
+        kwargs.update(optimizer=ADAM, batch_size=32, key=jax.random.key(3))
     else:
-        kwargs.update(steps=25)  # converges (within rounding) after 15 steps
+        kwargs.update(steps=1000)  # converges (within rounding) after 15 steps
     every = 7 if mode == "minibatch-adam" else 5
     whole = llx.fit(obj, p0, (u, y), **kwargs)
 
@@ -502,7 +503,7 @@ def test_checkpoints_are_written_every_k_steps(problem, tmp_path, monkeypatch):
         obj,
         p0,
         (u, y),
-        optimizer=optax.adam(0.01),
+        optimizer=ADAM,
         steps=23,
         tol=0.0,
         checkpoint_every=5,
@@ -516,9 +517,11 @@ def test_resume_from_a_different_fit_raises(problem, tmp_path):
     u, y, p0 = problem
     obj = llx.likelihood(linear, llx.Gaussian(1.0))
     path = tmp_path / "c.eqx"
-    llx.fit(obj, p0, (u, y), steps=10, checkpoint_every=5, checkpoint_path=path)
+    llx.fit(
+        obj, p0, (u, y), optimizer=ADAM, steps=30, checkpoint_every=5, checkpoint_path=path
+    )
     with pytest.raises(ValueError, match="different fit"):
-        llx.fit(obj, p0, (u, y), steps=11, resume=path)
+        llx.fit(obj, p0, (u, y), optimizer=ADAM, steps=23, resume=path)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         llx.fit(obj, p0, (u, y), resume=tmp_path / "missing.eqx")
     # resume=True with no file yet starts afresh
@@ -533,11 +536,11 @@ def test_resume_from_a_different_fit_raises(problem, tmp_path):
 def test_progress_bar_shows_the_objective(problem, capsys):
     u, y, p0 = problem
     obj = llx.likelihood(linear, llx.Gaussian(1.0))
-    llx.fit(obj, p0, (u, y), optimizer=optax.adam(0.01), steps=50, tol=0.0, progress=True)
+    llx.fit(obj, p0, (u, y), optimizer=ADAM, steps=30, tol=0.0, progress=True)
     err = capsys.readouterr().err
-    assert "50/50" in err
+    assert "30/30" in err
     assert re.search(r"objective=[0-9.e+]+", err)
-    llx.fit(obj, p0, (u, y), optimizer=optax.adam(0.01), steps=50, tol=0.0, progress=False)
+    llx.fit(obj, p0, (u, y), optimizer=ADAM, steps=30, tol=0.0, progress=False)
     assert capsys.readouterr().err == ""
 
 
