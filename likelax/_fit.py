@@ -674,8 +674,9 @@ def fit(
 ) -> FitResult:
     r"""Minimise `objective(params, data)` (MLE or MAP) in one compiled program.
 
-    **What is trained.** Every inexact-array leaf of `params` (other leaves are held
-    fixed), and the noise hyperparameters that the objective marks learnable
+    **What is trained.** Every inexact-array leaf of `params` and every Python
+    float (other leaves, e.g. integer arrays and functions, are held fixed), and
+    the noise hyperparameters that the objective marks learnable
     (`llx.likelihood(model, noise, learn=...)`), trained unconstrained so they stay
     in their domain. `FitResult.objective` is the objective with the fitted noise.
 
@@ -780,6 +781,8 @@ def fit(
         raise ValueError(
             f"fit: `batch_size` ({batch_size}) exceeds the number of rows ({n})."
         )
+    # Python floats are trained like float arrays (as `jax.jit` traces them).
+    params = jax.tree.map(lambda v: jnp.asarray(v) if isinstance(v, float) else v, params)
     params_dyn, params_static = eqx.partition(params, eqx.is_inexact_array)
     learn = _learns(objective)
     learned0 = objective.learned() if learn else {}  # pyright: ignore[reportAttributeAccessIssue]

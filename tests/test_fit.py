@@ -84,6 +84,16 @@ def test_learned_scale_is_the_gaussian_mle(problem):
     )
 
 
+def test_python_float_leaves_are_trained_and_other_leaves_held(problem):
+    u, y, _ = problem
+    p0 = {"w": jnp.zeros(D), "b": 0.0, "tag": jnp.arange(3), "act": jnp.tanh}
+    model = lambda p, u: linear(p, u) + 0.0 * p["tag"][0]
+    res = llx.fit(llx.likelihood(model, llx.Gaussian(1.0)), p0, (u, y))
+    np.testing.assert_allclose(flat(res.params), least_squares(u, y), rtol=1e-8)
+    np.testing.assert_array_equal(res.params["tag"], np.arange(3))
+    assert res.params["act"] is jnp.tanh
+
+
 def test_prior_hyperparameters_stay_fixed(problem):
     u, y, p0 = problem
     obj = llx.likelihood(linear, llx.Gaussian(1.0), learn="scale") + llx.prior(
