@@ -890,7 +890,7 @@ def _run(problem, data, state, progress, checkpoint_every, path) -> _State:
     """The host loop: one compiled call per chunk (one call in all when neither a
     progress bar nor checkpoints ask for chunks)."""
     steps = problem.steps
-    step, done, value = jax.device_get((state.step, state.done, state.value))
+    step, done, fresh = jax.device_get((state.step, state.done, state.fresh))
     chunked = progress is not False or checkpoint_every is not None
     if not chunked:
         if not done:
@@ -902,7 +902,7 @@ def _run(problem, data, state, progress, checkpoint_every, path) -> _State:
     first = True
     last_saved = -1
     try:
-        while not done and step < steps:
+        while fresh or (not done and step < steps):
             target = min(steps, int(step) + chunk)
             if checkpoint_every is not None:
                 target = min(target, (int(step) // checkpoint_every + 1) * checkpoint_every)
@@ -913,6 +913,7 @@ def _run(problem, data, state, progress, checkpoint_every, path) -> _State:
             new_state = _advance((chunk_problem, data), state)
             state = new_state
             step, done, value = jax.device_get((state.step, state.done, state.value))
+            fresh = False
             elapsed = time.perf_counter() - t0
             if bar is not None:
                 bar.update(int(step) - bar.n)

@@ -175,6 +175,18 @@ def test_converged_at_the_start(problem):
         np.testing.assert_array_equal(flat(res.params), coef)
 
 
+@pytest.mark.parametrize("progress", [False, True])
+def test_zero_steps_evaluates_the_start(problem, progress):
+    u, y, p0 = problem
+    obj = llx.likelihood(linear, llx.Gaussian(1.0))
+    for opt in (None, ADAM):
+        res = llx.fit(obj, p0, (u, y), optimizer=opt, steps=0, progress=progress)
+        assert res.status == llx.Status.budget
+        assert int(res.steps) == 0
+        np.testing.assert_allclose(res.value, obj(p0, (u, y)), rtol=1e-14)
+        np.testing.assert_allclose(res.history, [obj(p0, (u, y))], rtol=1e-14)
+
+
 def test_budget_and_throw(problem):
     u, y, p0 = problem
     obj = llx.likelihood(linear, llx.Gaussian(1.0))
