@@ -184,7 +184,8 @@ def _log_gamma_ratio(x: Array, r: Array) -> Array:
     - $x > r$, $x \ge 8$: $\log\Gamma(x+r) - \log\Gamma(x+1) = d\log z +
       (z+d-\tfrac12)\,\mathrm{log1p}(d/z) - d + S(z+d) - S(z)$ with $z = x+1$,
       $d = r-1$, minus $\log\Gamma(r)$;
-    - both below 8: the plain difference of log-gammas (all small).
+    - both below 8: the log of the rising factorial $r(r+1)\cdots(r+x-1)$ (no
+      per-element `lgamma`).
     """
     terms = _stirling_terms(x.dtype)
     # r large (and not smaller than x)
@@ -207,8 +208,12 @@ def _log_gamma_ratio(x: Array, r: Array) -> Array:
         - _stirling_tail(z, terms)
         - gammaln(r)
     )
-    x_small = jnp.minimum(x, 8.0)
-    direct = gammaln(x_small + r) - gammaln(r) - log_factorial(x_small)
+    # both small: Gamma(x + r) / Gamma(r) = r (r + 1) ... (r + x - 1), x < 8
+    x_small = jnp.minimum(x, 7.0)
+    rising = jnp.ones_like(x_small * r)
+    for j in range(7):
+        rising = rising * jnp.where(x_small > j, r + j, 1.0)
+    direct = jnp.log(rising) - _small_log_factorial(x_small)
     use_r = (r >= x) & (r >= 8.0)
     use_x = (x > r) & (x >= 8.0)
     return jnp.where(use_r, via_r, jnp.where(use_x, via_x, direct))

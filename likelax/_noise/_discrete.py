@@ -15,6 +15,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ._base import NONNEGATIVE_INTEGER, AbstractNoise, as_param
 from ._count import (
+    _small_log_factorial,
     _stirling_tail,
     _stirling_terms,
     exp_excess,
@@ -135,9 +136,10 @@ def _binomial_nll(x: Array, n: Array, logit: Array) -> Array:
         - _stirling_tail(na, terms)
     )
     # one side small: -log C(n, x) = log x! - (log n! - log y!)
-    only_x = log_factorial(xs) - log_gamma_step(ya + 1.0, xs)
-    only_y = log_factorial(ys) - log_gamma_step(xa + 1.0, ys)
-    plain = log_factorial(xs) + log_factorial(ys) - log_factorial(xs + ys)
+    lf_xs, lf_ys = _small_log_factorial(xs), _small_log_factorial(ys)
+    only_x = lf_xs - log_gamma_step(ya + 1.0, xs)
+    only_y = lf_ys - log_gamma_step(xa + 1.0, ys)
+    plain = lf_xs + lf_ys - log_factorial(xs + ys)
     coefficient = jnp.where(small_x, jnp.where(small_y, plain, only_x), only_y)
     return jnp.where(small_x | small_y, coefficient + pair, both)
 
