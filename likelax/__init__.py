@@ -72,3 +72,12 @@ from ._diagnostics import calibration as calibration
 from ._diagnostics import pit as pit
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `llx.plot` without importing matplotlib at `import likelax` time
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module 'likelax' has no attribute {name!r}")

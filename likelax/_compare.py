@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,11 +87,14 @@ def _n_obs(data: Any) -> int:
     return int(jnp.shape(leaves[-1])[0])
 
 
+@eqx.filter_jit
+def _nll_jit(terms: list[Likelihood], params: Any, data: Any) -> Any:
+    return sum(term._raw(params, data, {}, True) for term in terms)
+
+
 def _nll(objective: Any, params: Any, data: Any) -> float:
-    total = 0.0
-    for term in _likelihood_terms(objective):
-        total += float(term._raw(params, data, {}, True))
-    return total
+    """The exact NLL of the likelihood terms (unweighted), compiled once per shape."""
+    return float(_nll_jit(_likelihood_terms(objective), params, data))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,8 +295,6 @@ def select_noise(
         A `Comparison`, best first; `comparison.results[name]` is the `FitResult`
         of that candidate (its `objective` holds the candidate's fitted noise).
     """
-    import equinox as eqx
-
     from ._algebra import switch
     from ._fit import fit
 
