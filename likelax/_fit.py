@@ -204,7 +204,7 @@ class _State(eqx.Module):
     status: Array  # _RUNNING / _CONVERGED / _NONFINITE / _STALLED
     history: Array
     perm: Array | None  # the current epoch's permutation of the rows
-    fresh: Array  # x0 not evaluated yet (the first iteration only evaluates)
+    fresh: Array  # x0 not evaluated yet
 
 
 def _objective_value(problem: _Problem, x, batch, scale):
@@ -316,8 +316,8 @@ def _value_and_grad(problem: _Problem, data, perm, step, x):
 
 def _init_impl(problem: _Problem, data, params_dyn) -> _State:
     """The state before the first step, not evaluated yet (`fresh`): the initial
-    point is evaluated inside the loop program (`_advance`), so the objective is
-    compiled once, in one program, as in a hand-written loop."""
+    point is evaluated by the loop program (`_advance`), so a fit compiles one
+    program."""
     learned = problem.objective.learned() if problem.learn else {}
     x = (params_dyn, learned)
     opt_state = problem.optimizer.init(x)
@@ -348,8 +348,7 @@ _init = eqx.filter_jit(_init_impl)
 
 
 def _evaluate_first(problem: _Problem, data, s: _State) -> _State:
-    """Evaluate the initial point (line-search optimisers, which then cache every
-    later evaluation in their state)."""
+    """Evaluate the initial point (on the first minibatch with `batch_size`)."""
     value, grad = _value_and_grad(problem, data, s.perm, s.step, s.x)
     value = value.astype(s.value.dtype)
     finite = jnp.isfinite(value) & _tree_finite(grad)
@@ -372,8 +371,7 @@ def _evaluate_first(problem: _Problem, data, s: _State) -> _State:
 
 
 def _step(problem: _Problem, data, s: _State) -> _State:
-    """One optimiser step and the evaluation at the new point (on a `fresh` state:
-    only the evaluation of the initial point; the update is computed and dropped)."""
+    """One optimiser step and the evaluation at the new point."""
     batch, scale = _batch(problem, data, s.perm, s.step)
     value_fn = lambda x_: _objective_value(problem, x_, batch, scale)
     updates, opt_state = problem.optimizer.update(
@@ -381,11 +379,13 @@ def _step(problem: _Problem, data, s: _State) -> _State:
     )
     x = optax.apply_updates(s.x, updates)
     line_search = _uses_cache(problem, opt_state, x)
-    if line_search:  # never fresh (see `_init`)
+    if line_search:  # never fresh: see `_advance_impl`
         step = s.step + 1
         value, grad = _cached(opt_state, x)  # pyright: ignore[reportGeneralTypeIssues]
         perm = s.perm
     else:
+        # A fresh state's first iteration only evaluates the initial point (the
+        # update is computed and dropped): one copy of the objective in the program.
         x = _where(s.fresh, s.x, x)
         opt_state = _where(s.fresh, s.opt_state, opt_state)
         step = s.step + jnp.where(s.fresh, 0, 1).astype(s.step.dtype)
@@ -394,9 +394,7 @@ def _step(problem: _Problem, data, s: _State) -> _State:
     value = value.astype(s.value.dtype)
     finite = jnp.isfinite(value) & _tree_finite(grad)
     gnorm = _norm(grad)
-    # On a fresh state `s.value` is NaN, so the relative-change test is False.
     converged = finite & _converged(problem, value, gnorm, x, s.value)
-    history = s.history.at[step].set(value)
     if line_search:
         # A line search only accepts decreasing steps; a rise means it failed. Keep
         # the better point. A rise within rounding of the objective is the end of
@@ -410,40 +408,39 @@ def _step(problem: _Problem, data, s: _State) -> _State:
     else:
         rose = jnp.asarray(False)
         failed = jnp.asarray(_NONFINITE)
-    accepted = _State(
-        x=x,
+    ok = finite & ~rose
+    # A rejected step ends the fit: only the iterate (and what describes it) goes
+    # back to the previous one; the optimiser state is not used again.
+    keep = _where(
+        ok, (x, value, grad, gnorm, step), (s.x, s.value, s.grad, s.gnorm, s.step)
+    )
+    status = jnp.where(
+        ok,
+        jnp.where(converged, _CONVERGED, _RUNNING),
+        jnp.where(finite, failed, _NONFINITE),
+    )
+    return _State(
+        x=keep[0],
         opt_state=opt_state,
-        value=value,
-        grad=grad,
-        gnorm=gnorm,
-        step=step,
-        done=converged,
-        status=jnp.where(converged, _CONVERGED, _RUNNING).astype(jnp.int32),
-        history=history,
+        value=keep[1],
+        grad=keep[2],
+        gnorm=keep[3],
+        step=keep[4],
+        done=converged | ~ok,
+        status=status.astype(jnp.int32),
+        history=s.history.at[step].set(value),
         perm=perm,
         fresh=jnp.asarray(False),
     )
-    rejected = _State(
-        x=s.x,
-        opt_state=s.opt_state,
-        value=jnp.where(s.fresh, value, s.value),  # no finite point at all: report it
-        grad=_where(s.fresh, grad, s.grad),
-        gnorm=jnp.where(s.fresh, gnorm, s.gnorm),
-        step=s.step,
-        done=jnp.asarray(True),
-        status=jnp.where(finite, failed, _NONFINITE).astype(jnp.int32),
-        history=history,
-        perm=s.perm,
-        fresh=jnp.asarray(False),
-    )
-    return _where(finite & ~rose, accepted, rejected)
 
 
 def _advance_impl(problem: _Problem, data, state: _State) -> _State:
-    """Run the loop until `problem.until` steps (or convergence / failure)."""
+    """Run the loop until `problem.until` steps (or convergence / failure).
+
+    The initial point is evaluated first, outside the loop (a `cond` on `fresh`;
+    under `vmap` a select: one evaluation per call, not per step), so the loop body
+    is only step + evaluation + checks, as in a hand-written loop."""
     if _uses_cache(problem, state.opt_state, state.x):
-        # Line search: the first point is evaluated here, outside the loop (under
-        # vmap this `cond` is a select: one extra evaluation per call, not per step).
         state = jax.lax.cond(
             state.fresh, lambda s: _evaluate_first(problem, data, s), lambda s: s, state
         )
