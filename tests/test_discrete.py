@@ -315,3 +315,11 @@ def test_binomial_many_trials_no_cancellation(dtype):
     )
     tol = 1e-5 if dtype == jnp.float32 else 1e-12
     assert np.max(np.abs(got - want) / np.maximum(1, np.abs(want))) < tol
+
+
+def test_categorical_scalar_label_broadcasts_against_batched_logits():
+    logits = jnp.log(jnp.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]))
+    got = llx.Categorical().nll(2, logits)
+    np.testing.assert_allclose(got, [-np.log(0.5), -np.log(0.1)], rtol=1e-12)
+    rows = llx.Categorical().nll(jnp.array([[0], [2]]), logits[0])
+    np.testing.assert_allclose(rows, [[-np.log(0.2)], [-np.log(0.5)]], rtol=1e-12)

@@ -285,7 +285,10 @@ class Categorical(AbstractNoise):
         x = x.astype(jnp.int32) if x.dtype == jnp.bool_ else x
         shifted, log_z, top = _log_softmax_parts(x_hat)
         possible = (x >= 0) & (x < k)
-        label = jnp.where(possible, x, jnp.zeros((), x.dtype))[..., None]
+        label = jnp.where(possible, x, jnp.zeros((), x.dtype))
+        # labels broadcast against the logits' batch axes (a scalar label too)
+        batch = jnp.broadcast_shapes(label.shape, x_hat.shape[:-1])
+        label = jnp.broadcast_to(label, batch)[..., None]
         picked = jnp.take_along_axis(shifted, label, axis=-1, mode="clip")[..., 0]
         # zero probability: a label out of range, a -inf logit (the value is +inf by
         # itself), or a finite logit in a row holding +inf (picked < 0 there)
