@@ -2,6 +2,7 @@ r"""Noise on the circle: the von Mises distribution."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -92,16 +93,22 @@ _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(_QUAD_NODES)
 
 
 def _cdf_series(r: Array, k: Array) -> Array:
-    """Hill's series: F0(r) = 1/2 + r/2pi + V/pi (absolute accuracy ~1e-16)."""
+    """Hill's series: F0(r) = 1/2 + r/2pi + V/pi (absolute accuracy ~1e-16), as a
+    rolled loop (a small program that differentiates in both modes)."""
     s, c = jnp.sin(r), jnp.cos(r)
-    sn = jnp.sin(_SERIES_TERMS * r)
-    cn = jnp.cos(_SERIES_TERMS * r)
-    ratio = jnp.zeros_like(r * k)
-    v = jnp.zeros_like(ratio)
-    for n in range(_SERIES_TERMS - 1, 0, -1):
+    shape = jnp.broadcast_shapes(r.shape, k.shape)
+    sn = jnp.broadcast_to(jnp.sin(_SERIES_TERMS * r), shape)
+    cn = jnp.broadcast_to(jnp.cos(_SERIES_TERMS * r), shape)
+    zero = jnp.zeros(shape, r.dtype)
+
+    def step(i, carry):
+        sn, cn, ratio, v = carry
+        n = (_SERIES_TERMS - 1 - i).astype(r.dtype)
         sn, cn = sn * c - cn * s, cn * c + sn * s
         ratio = k / (2.0 * n + k * ratio)  # I_n(k) / I_{n-1}(k), backwards
-        v = ratio * (sn / n + v)
+        return sn, cn, ratio, ratio * (sn / n + v)
+
+    _, _, _, v = jax.lax.fori_loop(0, _SERIES_TERMS - 1, step, (sn, cn, zero, zero))
     return 0.5 + r / _TWO_PI + v / math.pi
 
 
@@ -120,24 +127,40 @@ def _log_cdf_normal(r: Array, k: Array) -> Array:
     return log_ndtr(xi)
 
 
+def _quadrature(f, nodes: np.ndarray, weights: np.ndarray, like: Array) -> Array:
+    """sum_i w_i f(x_i), as a rolled loop over the nodes."""
+    x_all = jnp.asarray(nodes, like.dtype)
+    w_all = jnp.asarray(weights, like.dtype)
+
+    def step(i, acc):
+        return acc + w_all[i] * f(x_all[i])
+
+    return jax.lax.fori_loop(0, len(nodes), step, jnp.zeros_like(like))
+
+
 def _log_tail_quadrature(a: Array, big_v: Array, log_i0e_k: Array) -> Array:
     """log F0 = -a - log(2 pi i0e(k)) + log J(a, V), J by Gaussian quadrature.
 
     The two rules are evaluated with safe inputs each (no NaN gradients)."""
     small = big_v <= _JACOBI_MAX_V
+    like = a * big_v
     # Gauss-Jacobi on u in [0, 1]: J = sqrt(V) int e^{-Vu} (a+Vu)^{-1/2} (1-u)^{-1/2} du
     v_small = jnp.where(small, big_v, 1.0)
-    jac = jnp.zeros_like(a * big_v)
-    for x, w in zip(_GJ_NODES.tolist(), _GJ_WEIGHTS.tolist(), strict=True):
+
+    def jacobi(x):
         vu = v_small * (0.5 * (1.0 + x))
-        jac = jac + w * jnp.exp(-vu) / jnp.sqrt(a + vu)
+        return jnp.exp(-vu) / jnp.sqrt(a + vu)
+
+    jac = _quadrature(jacobi, _GJ_NODES, _GJ_WEIGHTS, like)
     log_j_small = jnp.log(jac * math.sqrt(0.5)) + 0.5 * jnp.log(v_small)
     # Gauss-Legendre on v in [0, T]: J = int e^{-v} ((a+v)(V-v))^{-1/2} dv
     v_big = jnp.where(small, 2.0 * _JACOBI_MAX_V, big_v)
-    leg = jnp.zeros_like(jac)
-    for x, w in zip(_GL_NODES.tolist(), _GL_WEIGHTS.tolist(), strict=True):
+
+    def legendre(x):
         v = 0.5 * _TRUNCATE * (1.0 + x)
-        leg = leg + (w * math.exp(-v)) / jnp.sqrt((a + v) * (v_big - v))
+        return jnp.exp(-v) / jnp.sqrt((a + v) * (v_big - v))
+
+    leg = _quadrature(legendre, _GL_NODES, _GL_WEIGHTS, like)
     log_j_big = jnp.log(leg * (0.5 * _TRUNCATE))
     log_j = jnp.where(small, log_j_small, log_j_big)
     return -a - LOG_2PI - log_i0e_k + log_j
@@ -170,6 +193,11 @@ def _log_lower_cdf_impl(r: Array, k: Array) -> Array:
     return jnp.where(use_tail, log_tail, jnp.where(use_series, log_series, log_normal))
 
 
+# compiled once per shape and dtype (a large unrolled program: eager calls would
+# otherwise dispatch it op by op); inlined under an outer jit
+_log_lower_cdf_impl = jax.jit(_log_lower_cdf_impl)
+
+
 @jax.custom_jvp
 def _log_lower_cdf(r: Array, k: Array) -> Array:
     return _log_lower_cdf_impl(r, k)
@@ -195,6 +223,7 @@ def _wrap(d: Array) -> Array:
 _MAX_ROUNDS = 64
 
 
+@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
 def _sample_standard(key, k: Array, shape: tuple[int, ...], dtype) -> Array:
     r"""Best & Fisher (1979): wrapped-Cauchy proposals, accepted with probability
     >= 0.65 per round, written without cancellation for huge or tiny $k$.
