@@ -237,8 +237,8 @@ def machine_description() -> str:
         f"distrax {package_version('distrax')}, "
         f"tfp-nightly {package_version('tfp-nightly')}, "
         f"equinox {package_version('equinox')}; likelax commit {git or '?'}\n"
-        f"- dtype float32 (jax default), times are medians per call over interleaved "
-        f"repetitions, compile and warm-up excluded"
+        f"- dtype float32 (jax default); times per call are the {STATISTIC['name']} "
+        f"over interleaved repetitions, compile and warm-up excluded"
     )
 
 

@@ -402,9 +402,7 @@ def main(argv: list[str] | None = None) -> int:
 
     emit("## likelax mixture benchmark\n")
     emit(machine_description())
-    emit(
-        f"- `llx.mixture`: {'present' if hasattr(llx, 'mixture') else 'not yet in likelax'}"
-    )
+    emit(f"- likelax mixture: {MIXTURE_SOURCE}")
     emit("")
     emit(
         f"Times per call ({args.stat} over {reps} repetitions); in parentheses the "
