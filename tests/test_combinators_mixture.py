@@ -97,8 +97,9 @@ def test_component_densities_underflow_at_x_40(dtype, jit):
     assert _finite_tree(g)
 
 
-@modes
-@jitted
+@pytest.mark.parametrize(
+    "dtype,jit", [(np.float32, True), (np.float64, False)], ids=["f32-jit", "f64-eager"]
+)
 def test_every_component_impossible(dtype, jit):
     """x = -1 is impossible for Gamma and Beta: +inf, no NaN reaching the weights,
     the components or the other elements."""
@@ -137,7 +138,7 @@ def test_normal_plus_gamma_below_zero():
 
 
 def test_one_component_is_exactly_that_component(getkey):
-    comp = llx.StudentT(3.0, 0.7)
+    comp = llx.Cauchy(0.7)
     mix = llx.mixture([comp])
     x, xh = np.array([-3.0, 0.1, 7.0]), np.array([0.5, 0.0, -1.0])
     np.testing.assert_array_equal(mix.nll(x, xh), comp.nll(x, xh))
@@ -152,15 +153,16 @@ def test_one_component_is_exactly_that_component(getkey):
     np.testing.assert_array_equal(g_mix, g_comp)
 
 
-@pytest.mark.parametrize("k", [3, 12])
+@pytest.mark.parametrize("k", [3, 40], ids=["unrolled-k3", "scanned-k40"])
 def test_stacked_equals_list(k):
-    """One stacked module (vectorised: unrolled for small K, vmapped for large K)
-    equals the sequence of separate components."""
+    """One stacked module (unrolled for small K, scanned in chunks for large K)
+    equals the sequence of separate components, in value and gradients."""
+    family, field = llx.AsymmetricLaplace, "quantile"
     rng = np.random.default_rng(0)
-    df, s = rng.uniform(1.0, 10.0, k), rng.uniform(0.2, 3.0, k)
+    a, s = rng.uniform(0.1, 0.9, k), rng.uniform(0.2, 3.0, k)
     w = rng.uniform(0.1, 1.0, k)
-    stacked = llx.mixture(llx.StudentT(df, s), w)
-    listed = llx.mixture([llx.StudentT(d, t) for d, t in zip(df, s, strict=True)], w)
+    stacked = llx.mixture(family(a, s), w)
+    listed = llx.mixture([family(ai, si) for ai, si in zip(a, s, strict=True)], w)
     x, xh = rng.normal(0, 3, 20), rng.normal(0, 1, 20)
     f = jax.jit(lambda m, b: m.nll(x, b))
     np.testing.assert_allclose(f(stacked, xh), f(listed, xh), rtol=1e-13)
@@ -169,9 +171,12 @@ def test_stacked_equals_list(k):
     np.testing.assert_allclose(gxs, gxl, rtol=1e-12)
     np.testing.assert_allclose(gs.logits, gl.logits, rtol=1e-11, atol=1e-14)
     np.testing.assert_allclose(
-        gs.components.df, [c.df for c in gl.components], rtol=1e-11, atol=1e-14
+        getattr(gs.components, field),
+        [getattr(c, field) for c in gl.components],
+        rtol=1e-11,
+        atol=1e-14,
     )
-    assert "components.df" in stacked._hyperparameter_paths()
+    assert f"components.{field}" in stacked._hyperparameter_paths()
     assert f"components.{k - 1}.scale" in listed._hyperparameter_paths()
 
 

@@ -8,7 +8,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from .._noise._base import AbstractNoise, _is_concrete, _to_rank
+from .._noise._base import AbstractNoise, _is_concrete, _to_rank, as_param
 from ._common import AbstractCombinator, check_noise
 
 __all__ = ["Censored", "censored"]
@@ -17,12 +17,9 @@ __all__ = ["Censored", "censored"]
 def _bound(name: str, value: Any) -> Array | None:
     if value is None:
         return None
-    arr = jnp.asarray(value)
-    if not jnp.issubdtype(arr.dtype, jnp.floating):
-        arr = arr.astype(jnp.result_type(float))
-    if jnp.issubdtype(arr.dtype, jnp.complexfloating):  # pragma: no cover
+    if jnp.issubdtype(jnp.asarray(value).dtype, jnp.complexfloating):
         raise TypeError(f"censored: `{name}` must be real.")
-    return arr
+    return as_param(value)
 
 
 class Censored(AbstractCombinator):
@@ -129,10 +126,13 @@ class Censored(AbstractCombinator):
             impossible = impossible | ~inside
         return at_lo, at_hi, impossible, xt
 
-    def _with_tails(self, x, x_hat, inner: Array) -> Array:
+    def _with_tails(self, x, x_hat, method: str) -> Array:
         noise = self.noise
         at_lo, at_hi, impossible, xt = self._parts(x)
-        value = inner
+        # the density at a safe point where x is impossible (x = ±inf), so that its
+        # (masked) gradient stays finite
+        xd = jnp.where(impossible & ~jnp.isnan(x), xt, x)
+        value = getattr(noise, method)(xd, x_hat)
         if self.lower is not None:
             tail = -type(noise)._log_cdf(noise, xt, x_hat)
             value = jnp.where(at_lo, tail, value)
@@ -143,10 +143,10 @@ class Censored(AbstractCombinator):
         return jnp.where(impossible, jnp.asarray(jnp.inf, value.dtype), value)
 
     def _nll(self, x, x_hat):
-        return self._with_tails(x, x_hat, self.noise._inner_nll(x, x_hat))
+        return self._with_tails(x, x_hat, "_inner_nll")
 
     def _loss(self, x, x_hat):
-        return self._with_tails(x, x_hat, self.noise._inner_loss(x, x_hat))
+        return self._with_tails(x, x_hat, "_inner_loss")
 
     def _prediction_kind(self) -> str:
         return "other"

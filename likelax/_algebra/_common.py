@@ -31,7 +31,6 @@ from .._noise._base import AbstractNoise, Domain
 __all__ = [
     "AbstractCombinator",
     "check_noise",
-    "logsumexp_axis0",
     "logsumexp_list",
     "prediction_kind",
 ]
@@ -215,13 +214,17 @@ def common_kind(kinds: list[str]) -> str:
 
 
 def _lse_list_parts(a):
+    # No per-element `where`: the shift is the max clipped to the finite range, and
+    # the terms are capped at the largest float, so that every `e_k` is finite and
+    # `s` is 0 (all terms -inf) or in [1, K]. The value uses the raw max, so it is
+    # -inf when every term is -inf, +inf when one is +inf, and NaN with a NaN term.
+    big = jnp.finfo(a[0].dtype).max
     m = functools.reduce(jnp.maximum, a)
-    finite = jnp.isfinite(m)
-    ms = jnp.where(finite, m, jnp.zeros((), m.dtype))
-    e = [jnp.exp(ai - ms) for ai in a]
+    shift = jnp.clip(m, -big, big)
+    e = [jnp.exp(jnp.minimum(ai, big) - shift) for ai in a]
     s = functools.reduce(operator.add, e)
-    out = jnp.where(finite, ms + jnp.log(s), m)
-    return out, e, s, finite
+    out = m + jnp.log(s)
+    return out, e, s
 
 
 @jax.custom_jvp
@@ -238,37 +241,7 @@ def logsumexp_list(a: tuple[Array, ...]) -> Array:
 @logsumexp_list.defjvp
 def _logsumexp_list_jvp(primals, tangents):
     (a,), (da,) = primals, tangents
-    out, e, s, finite = _lse_list_parts(a)
-    inv = jnp.where(finite, 1.0 / s, jnp.zeros((), s.dtype))
-    zero = jnp.zeros((), s.dtype)
-    dot = functools.reduce(
-        operator.add,
-        [jnp.where(finite, ei, zero) * di for ei, di in zip(e, da, strict=True)],
-    )
+    out, e, s = _lse_list_parts(a)
+    inv = 1.0 / jnp.maximum(s, jnp.ones((), s.dtype))  # s = 0 only where every e_k = 0
+    dot = functools.reduce(operator.add, [ei * di for ei, di in zip(e, da, strict=True)])
     return out, dot * inv
-
-
-def _lse_axis0_parts(a):
-    m = jnp.max(a, axis=0, keepdims=True)
-    finite = jnp.isfinite(m)
-    ms = jnp.where(finite, m, jnp.zeros((), m.dtype))
-    e = jnp.exp(a - ms)
-    s = jnp.sum(e, axis=0, keepdims=True)
-    out = jnp.where(finite, ms + jnp.log(s), m)
-    return out[0], e, s, finite
-
-
-@jax.custom_jvp
-def logsumexp_axis0(a: Array) -> Array:
-    r"""$\log\sum_k e^{a_k}$ over the leading axis, with the guarantees of
-    `logsumexp_list` (used for many components of one family)."""
-    return _lse_axis0_parts(a)[0]
-
-
-@logsumexp_axis0.defjvp
-def _logsumexp_axis0_jvp(primals, tangents):
-    (a,), (da,) = primals, tangents
-    out, e, s, finite = _lse_axis0_parts(a)
-    inv = jnp.where(finite, 1.0 / s, jnp.zeros((), s.dtype))
-    w = jnp.where(finite, e, jnp.zeros((), e.dtype))
-    return out, (jnp.sum(w * da, axis=0, keepdims=True) * inv)[0]

@@ -2,6 +2,8 @@ r"""Finite mixtures of noise models, of any families."""
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,16 +19,17 @@ from ._common import (
     AbstractCombinator,
     check_noise,
     common_kind,
-    logsumexp_axis0,
     logsumexp_list,
     prediction_kind,
 )
 
 __all__ = ["Mixture", "mixture"]
 
-# Components of one stacked family are evaluated one by one (fused elementwise)
-# up to this many, and as one vmapped `(K, ...)` array beyond.
-_UNROLL = 8
+# Components are evaluated one by one, fused elementwise, up to this many; beyond,
+# a stacked family is scanned in chunks of `_CHUNK` (each chunk fused elementwise)
+# with a running logsumexp. A `(K, N)` array reduced over K is 5-15x slower on CPU.
+_UNROLL = 32
+_CHUNK = 16
 
 
 def _stacked_size(noise: AbstractNoise) -> int | None:
@@ -179,14 +182,46 @@ class Mixture(AbstractCombinator):
         log_w = self._log_weights()
         k = self.n_components
         if self.stacked and k > _UNROLL:
-            per = jax.vmap(per_component)(self.components)
-            lw = jnp.moveaxis(log_w, -1, 0)
-            lw = lw.reshape(lw.shape + (1,) * (per.ndim - lw.ndim))
-            return logsumexp_axis0(lw + per)
+            return self._scan_combine(per_component, log_w)
         terms = tuple(
             log_w[..., i] + per_component(c) for i, c in enumerate(self._components_list())
         )
         return logsumexp_list(terms)
+
+    def _scan_combine(self, per_component, log_w: Array) -> Array:
+        """Running logsumexp over chunks of a stacked family (many components)."""
+        k = self.n_components
+        n = -(-k // _CHUNK)
+        pad = n * _CHUNK - k
+
+        def chunked(leaf, fill=None):
+            extra = jnp.repeat(leaf[:1], pad, axis=0)  # copies of component 0 ...
+            if fill is not None:
+                extra = jnp.full_like(extra, fill)  # ... with weight 0
+            leaf = jnp.concatenate([leaf, extra], axis=0)
+            return leaf.reshape((n, _CHUNK, *leaf.shape[1:]))
+
+        comps = jax.tree.map(chunked, self.components)
+        lw = chunked(jnp.moveaxis(log_w, -1, 0), -jnp.inf)
+        first = jax.eval_shape(lambda c: per_component(_take(c, 0)), _take(comps, 0))
+        shape = jnp.broadcast_shapes(first.shape, lw.shape[2:])
+        big = jnp.finfo(first.dtype).max
+
+        def step(carry, chunk):
+            m, acc = carry
+            cs, lwc = chunk
+            terms = [lwc[i] + per_component(_take(cs, i)) for i in range(_CHUNK)]
+            top = functools.reduce(jnp.maximum, terms)
+            new_m = jax.lax.stop_gradient(jnp.clip(jnp.maximum(m, top), -big, big))
+            acc = acc * jnp.exp(m - new_m) + functools.reduce(
+                operator.add, [jnp.exp(jnp.minimum(t, big) - new_m) for t in terms]
+            )
+            return (new_m, acc), None
+
+        init = (jnp.full(shape, -big, first.dtype), jnp.zeros(shape, first.dtype))
+        (m, acc), _ = jax.lax.scan(step, init, (comps, lw))
+        tiny = jnp.finfo(first.dtype).tiny
+        return m + jnp.log(jnp.maximum(acc, tiny))
 
     def _nll(self, x, x_hat):
         if self.n_components == 1:
