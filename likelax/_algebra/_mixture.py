@@ -31,6 +31,20 @@ __all__ = ["Mixture", "mixture"]
 _UNROLL = 32
 _CHUNK = 16
 
+# Families whose nll, cdf and tails depend on (x, x_hat) through x - x_hat only.
+_TRANSLATION_INVARIANT = frozenset(
+    {
+        "Gaussian",
+        "Laplace",
+        "StudentT",
+        "Cauchy",
+        "Huber",
+        "GeneralizedNormal",
+        "AsymmetricLaplace",
+        "FromLoss",
+    }
+)
+
 
 def _stacked_size(noise: AbstractNoise) -> int | None:
     """The common leading size of the non-scalar leaves (None if all are scalar)."""
@@ -177,6 +191,16 @@ class Mixture(AbstractCombinator):
 
     # ------------------------------------------------------------- formulas
 
+    def _shifted(self, x: Array, x_hat: Array) -> tuple[Array, Array]:
+        """`(x - x_hat, 0)` when every component depends on `x - x_hat` only (the
+        location families): the residual is formed once, so its gradient is summed
+        over the components before it is negated for `x_hat` (one full-size array
+        instead of one per component); otherwise `(x, x_hat)`."""
+        kinds = {type(c).__name__ for _, c in self._children()}
+        if kinds <= _TRANSLATION_INVARIANT and jnp.issubdtype(x.dtype, jnp.floating):
+            return x - x_hat, jnp.zeros((), x_hat.dtype)
+        return x, x_hat
+
     def _combine(self, per_component, x: Array, x_hat: Array) -> Array:
         """logsumexp_k(log w_k + per_component(c_k)), fused for small K."""
         log_w = self._log_weights()
@@ -226,6 +250,7 @@ class Mixture(AbstractCombinator):
     def _nll(self, x, x_hat):
         if self.n_components == 1:
             return self._components_list()[0]._inner_nll(x, x_hat)
+        x, x_hat = self._shifted(x, x_hat)
         return -self._combine(lambda c: -c._inner_nll(x, x_hat), x, x_hat)
 
     def _loss(self, x, x_hat):
@@ -281,11 +306,13 @@ class Mixture(AbstractCombinator):
     def _log_cdf(self, x, x_hat):
         if self.n_components == 1:
             return _masked_tail(self._components_list()[0], "_log_cdf", x, x_hat)
+        x, x_hat = self._shifted(x, x_hat)
         return self._combine(lambda c: _masked_tail(c, "_log_cdf", x, x_hat), x, x_hat)
 
     def _log_sf(self, x, x_hat):
         if self.n_components == 1:
             return _masked_tail(self._components_list()[0], "_log_sf", x, x_hat)
+        x, x_hat = self._shifted(x, x_hat)
         return self._combine(lambda c: _masked_tail(c, "_log_sf", x, x_hat), x, x_hat)
 
 
