@@ -329,30 +329,42 @@ class AbstractNoise(eqx.Module):
             for field, domain in self._domains.items()
         ]
 
-    def _checked(self, m: AbstractNoise, value: Array, x: Array | None = None) -> Array:
-        """Hyperparameter checks; with `x` (an nll), also the strict support check."""
-        mode = get_checks()
+    def _checked(self, m: AbstractNoise, value: Array) -> Array:
+        """`value` with the hyperparameter checks of `m` attached, as a scalar.
+
+        Checks on: `value + error_if(0, any violation, message)` per domain; checks
+        off: `value + (0 if valid else NaN)`, so invalid hyperparameters give NaN,
+        never a finite value. The check is a scalar added to the result: the
+        per-element computation is untouched, so XLA still fuses the nll into the
+        reduction that consumes it (a select or a callback on the full nll array
+        would make it write the whole array out).
+        """
         violations = m._violations()
-        if mode == "off":
-            if violations:
-                valid = ~functools.reduce(
-                    jnp.logical_or, [jnp.any(bad) for _, bad in violations]
-                )
-                value = jnp.where(valid, value, jnp.nan)
+        if not violations or not jnp.issubdtype(value.dtype, jnp.inexact):
             return value
-        for msg, bad in violations:
-            value = eqx.error_if(value, jnp.any(bad), msg)
-        if mode == "strict" and x is not None:
-            impossible = jnp.isposinf(value)
-            if jnp.issubdtype(x.dtype, jnp.floating):
-                impossible = impossible & ~jnp.isnan(x)
-            value = eqx.error_if(
-                value,
-                jnp.any(impossible),
-                f"{type(self).__name__}: an observation `x` has probability 0 "
-                "(nll = +inf): it is outside the support.",
+        zero = jnp.zeros((), value.dtype)
+        if get_checks() == "off":
+            valid = ~functools.reduce(
+                jnp.logical_or, [jnp.any(bad) for _, bad in violations]
             )
+            return value + jnp.where(valid, zero, jnp.nan)
+        for msg, bad in violations:
+            value = value + eqx.error_if(zero, jnp.any(bad), msg)
         return value
+
+    def _strict(self, value: Array, x: Array) -> Array:
+        """In `"strict"` mode, raise when an observation has probability 0."""
+        if get_checks() != "strict":
+            return value
+        impossible = jnp.isposinf(value)
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            impossible = impossible & ~jnp.isnan(x)
+        return eqx.error_if(
+            value,
+            jnp.any(impossible),
+            f"{type(self).__name__}: an observation `x` has probability 0 "
+            "(nll = +inf): it is outside the support.",
+        )
 
     def _masked(self, formula, x: Array, x_hat: Array) -> Array:
         """`formula` with impossible observations mapped to exactly `+inf` (and a
@@ -380,8 +392,7 @@ class AbstractNoise(eqx.Module):
         value = m._masked(formula, x, x_hat)
         if where is not None:
             value = jnp.where(where, value, jnp.zeros((), value.dtype))
-        value = self._checked(m, value, x)
-        return value.astype(out)
+        return self._strict(self._checked(m, value), x).astype(out)
 
     def nll(
         self, x: ArrayLike, x_hat: ArrayLike, where: Bool[ArrayLike, ...] | None = None
@@ -420,8 +431,7 @@ class AbstractNoise(eqx.Module):
     def predict(self, x_hat: ArrayLike) -> Array:
         """The optimal point prediction under this noise (see the family)."""
         m, x_hat, _, _, out = self._x_hat_only(x_hat, "predict")
-        value = m._predict(x_hat)
-        return self._checked(m, value).astype(out)
+        return self._checked(m, m._predict(x_hat)).astype(out)
 
     def sample(
         self, key: PRNGKeyArray, x_hat: ArrayLike, shape: tuple[int, ...] = ()
@@ -429,16 +439,14 @@ class AbstractNoise(eqx.Module):
         """Draw observations, of shape `shape + batch_shape`."""
         shape = tuple(shape)
         m, x_hat, batch, _, out = self._x_hat_only(x_hat, "sample", len(shape))
-        draws = m._sample(key, x_hat, shape + batch)
-        draws = self._checked(m, draws)
+        draws = self._checked(m, m._sample(key, x_hat, shape + batch))
         if jnp.issubdtype(draws.dtype, jnp.floating):
             draws = draws.astype(out)
         return draws
 
     def _univariate(self, formula, x, x_hat, method) -> Array:
         m, x, x_hat, _, _, out = self._inputs(x, x_hat, None, method)
-        value = formula(m, x, x_hat)
-        return self._checked(m, value).astype(out)
+        return self._checked(m, formula(m, x, x_hat)).astype(out)
 
     def cdf(self, x: ArrayLike, x_hat: ArrayLike) -> Array:
         r"""$P(X \le x \mid \hat x)$."""
