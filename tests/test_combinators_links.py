@@ -256,3 +256,18 @@ def test_transform_errors():
         noise.sample(jax.random.key(0), 0.0)
     with pytest.raises(NotImplementedError, match="needs the inverse"):
         noise.predict(0.0)
+
+
+def test_heteroscedastic_scale_gradient_at_raw_zero():
+    """d/dt log softplus(t) at t = 0 is sigmoid(0)/log 2 (not 0 from two kinks)."""
+    import jax
+    import jax.numpy as jnp
+
+    import likelax as llx
+
+    noise = llx.heteroscedastic(llx.Gaussian())
+    g = jax.grad(lambda t: noise.nll(1.0, jnp.stack([jnp.zeros(()), t])))(0.0)
+    s = np.log(2.0)  # softplus(0)
+    # d/dt [½ (1/s)² + log s] with ds/dt = sigmoid(0) = ½
+    want = (-1.0 / s**3 + 1.0 / s) * 0.5
+    np.testing.assert_allclose(g, want, rtol=1e-6)

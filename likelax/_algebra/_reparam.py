@@ -202,8 +202,10 @@ def log_softplus(t: Array) -> Array:
     float32's normal range) gives $-100$, with derivative 1.
     """
     lo = t < _LOG_SOFTPLUS_CUT
-    e = jnp.exp(-jnp.abs(t))
-    sp = jnp.maximum(t, jnp.zeros((), t.dtype)) + jnp.log1p(e)
+    e = jnp.exp(jnp.where(lo, t, jnp.zeros((), t.dtype)))
+    # jax.nn.softplus has the right derivative at t = 0 (max(t, 0) + log1p(e^-|t|)
+    # gets 0.5 - 0.5 = 0 there from the kinks of max and abs)
+    sp = jax.nn.softplus(t)
     hi = jnp.log(jnp.where(lo, jnp.ones((), t.dtype), sp))
     return jnp.where(lo, t - 0.5 * e, hi)
 
