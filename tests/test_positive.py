@@ -123,19 +123,24 @@ def _cases():
             )
 
 
+def _value_and_grad(name):
+    """(nll, (d/d x_hat, d/d concentration)) as a function of (x_hat, conc, x)."""
+    return jax.value_and_grad(lambda xh, c, x: _CLS[name](c).nll(x, xh), argnums=(0, 1))
+
+
+# one compiled program per family and dtype, shared by all the points
+_VALUE_AND_GRAD = {name: _value_and_grad(name) for name in _CLS}
+_VALUE_AND_GRAD_JIT = {name: jax.jit(_value_and_grad(name)) for name in _CLS}
+
+
 @pytest.mark.parametrize("name,x,x_hat,conc,dtype,scale", list(_cases()))
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 def test_extreme_points_match_mpmath(name, x, x_hat, conc, dtype, scale, jit):
     x_, xh_, c_ = dtype(x), dtype(x_hat), dtype(conc)
     ref_v, ref_g1, ref_g2 = _mp_value_and_grads(name, float(x_), float(xh_), float(c_))
 
-    def f(xh, c):
-        return _CLS[name](c).nll(x_, xh)
-
-    vg = jax.value_and_grad(f, argnums=(0, 1))
-    if jit:
-        vg = jax.jit(vg)
-    value, (g1, g2) = vg(xh_, c_)
+    vg = _VALUE_AND_GRAD_JIT[name] if jit else _VALUE_AND_GRAD[name]
+    value, (g1, g2) = vg(xh_, c_, x_)
     assert value.dtype == dtype and g1.dtype == dtype and g2.dtype == dtype
     eps = float(np.finfo(dtype).eps)
     rtol = 20 * eps if dtype == np.float64 else 1e-5
@@ -222,6 +227,23 @@ def test_vonmises_infinite_direction_is_nan():
 
 
 # ------------------------------------------------------------------ tails of the cdfs
+
+
+@pytest.mark.parametrize(
+    "noise,x,cdf",
+    [
+        (llx.Gamma(2.0), [-1.0, 0.0, np.inf, np.nan], [0.0, 0.0, 1.0, np.nan]),
+        (llx.Beta(3.0), [-1.0, 0.0, 1.0, 2.0, np.inf, np.nan], [0, 0, 1, 1, 1, np.nan]),
+    ],
+    ids=["Gamma", "Beta"],
+)
+def test_cdf_outside_the_support(noise, x, cdf):
+    """0 below the support, 1 above it (log tails -inf / 0), NaN stays NaN."""
+    x, cdf = np.asarray(x), np.asarray(cdf, float)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_array_equal(noise.cdf(x, 0.3), cdf)
+        np.testing.assert_array_equal(noise.log_cdf(x, 0.3), np.log(cdf))
+        np.testing.assert_array_equal(noise.log_sf(x, 0.3), np.log1p(-cdf))
 
 
 def _mp_gamma_log_tails(k, r):

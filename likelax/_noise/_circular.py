@@ -314,7 +314,9 @@ class VonMises(AbstractNoise):
     approximation.
 
     An infinite `x` is not an angle: it gives `+inf` (impossible observation);
-    an infinite `x_hat` is not a direction: NaN.
+    an infinite `x_hat` is not a direction: NaN. For huge angles the result can be
+    no more accurate than the rounding of $x - \hat x$ allows (an error of
+    ~$\kappa\,|x - \hat x|\,\varepsilon$).
 
     Arguments:
         concentration: $\kappa > 0$; an array broadcast against the batch.

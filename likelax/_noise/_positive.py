@@ -328,14 +328,14 @@ class Gamma(AbstractNoise):
         return log_p, log_q
 
     def _log_cdf(self, x, x_hat):
-        low = x <= 0
-        log_p, _ = self._log_tails(jnp.where(low, 1.0, x), x_hat)
-        return jnp.where(low, -jnp.inf, log_p)
+        low, high = x <= 0, x == jnp.inf
+        log_p, _ = self._log_tails(jnp.where(low | high, 1.0, x), x_hat)
+        return jnp.where(low, -jnp.inf, jnp.where(high, 0.0, log_p))
 
     def _log_sf(self, x, x_hat):
-        low = x <= 0
-        _, log_q = self._log_tails(jnp.where(low, 1.0, x), x_hat)
-        return jnp.where(low, 0.0, log_q)
+        low, high = x <= 0, x == jnp.inf
+        _, log_q = self._log_tails(jnp.where(low | high, 1.0, x), x_hat)
+        return jnp.where(low, 0.0, jnp.where(high, -jnp.inf, log_q))
 
 
 # ------------------------------------------------------------------ Beta
