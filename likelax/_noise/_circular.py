@@ -300,7 +300,10 @@ class VonMises(AbstractNoise):
 
     `predict` returns `x_hat` as given (the mean direction; not wrapped, so the
     map is smooth; wrap with `jnp.angle(jnp.exp(1j * p))` if needed).
-    `sample` returns $\hat x + \theta$ with $\theta \in [-\pi, \pi]$ (as scipy).
+    `sample` returns $\hat x + \theta$ with $\theta \in [-\pi, \pi]$: draws on
+    the turn around the mean, the one `cdf` describes (scipy's `rvs` instead wraps
+    them to $[-\pi, \pi)$). Best & Fisher's rejection sampler, written without
+    cancellation, so $\kappa$ from 1e-30 to 1e30 is exact.
 
     `cdf` is the distribution function of the angle on the turn that starts at the
     antipode of the mean: $F(x) = F_0(r)$, $r = x - \hat x$ wrapped to
@@ -309,7 +312,9 @@ class VonMises(AbstractNoise):
     `vonmises.cdf` agrees on $[\hat x-\pi, \hat x+\pi)$ but adds the number of
     turns outside it, `cdf(x + 2 pi) = cdf(x) + 1`, which makes `logsf` NaN.)
     `log_cdf` and `log_sf` are accurate to ~1e-12 relative in float64 deep into
-    both tails, far beyond where $F_0$ underflows. The derivative of `cdf` in `x`
+    both tails, far beyond where $F_0$ underflows (Hill's 1977 series below
+    $\kappa = 100$ and his corrected normal approximation above, in the bulk;
+    Gaussian quadrature of an exact integral in the tails). The derivative of `cdf` in `x`
     and `x_hat` is the density (exact); in $\kappa$ it is the derivative of the
     approximation.
 
