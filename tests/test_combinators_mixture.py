@@ -153,7 +153,7 @@ def test_one_component_is_exactly_that_component(getkey):
     np.testing.assert_array_equal(g_mix, g_comp)
 
 
-@pytest.mark.parametrize("k", [3, 40], ids=["unrolled-k3", "scanned-k40"])
+@pytest.mark.parametrize("k", [3, 34], ids=["unrolled-k3", "scanned-k34"])
 def test_stacked_equals_list(k):
     """One stacked module (unrolled for small K, scanned in chunks for large K)
     equals the sequence of separate components, in value and gradients."""

@@ -214,17 +214,15 @@ def common_kind(kinds: list[str]) -> str:
 
 
 def _lse_list_parts(a):
-    # No per-element `where`: the shift is the max clipped to the finite range, and
-    # the terms are capped at the largest float, so that every `e_k` is finite and
-    # `s` is 0 (all terms -inf) or in [1, K]. The value uses the raw max, so it is
-    # -inf when every term is -inf, +inf when one is +inf, and NaN with a NaN term.
-    big = jnp.finfo(a[0].dtype).max
+    # No per-element `where` (nor a `min` against a constant): on XLA:CPU either one
+    # stops the sum of the nll fusing into a single loop. The shift is the max,
+    # raised to the lowest float so that it is finite when every term is -inf (then
+    # s = 0 and the value is -inf).
     m = functools.reduce(jnp.maximum, a)
-    shift = jnp.clip(m, -big, big)
-    e = [jnp.exp(jnp.minimum(ai, big) - shift) for ai in a]
+    shift = jnp.maximum(m, jnp.finfo(m.dtype).min)
+    e = [jnp.exp(ai - shift) for ai in a]
     s = functools.reduce(operator.add, e)
-    out = m + jnp.log(s)
-    return out, e, s
+    return m + jnp.log(s), e, s
 
 
 @jax.custom_jvp
@@ -232,8 +230,9 @@ def logsumexp_list(a: tuple[Array, ...]) -> Array:
     r"""$\log\sum_k e^{a_k}$ over a tuple of same-shape arrays, elementwise.
 
     Combining K per-element arrays (rather than stacking them into an `(N, K)`
-    array) keeps the work fused. Exact where the terms underflow; `-inf` when every
-    term is `-inf` (with zero gradients, never NaN); NaN in, NaN out.
+    array) keeps the work fused into one loop. Exact where the terms underflow;
+    `-inf` when every term is `-inf` (with zero gradients, never NaN); NaN in, NaN
+    out. A term of `+inf` (an infinite density) gives NaN.
     """
     return _lse_list_parts(a)[0]
 

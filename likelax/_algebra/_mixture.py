@@ -229,21 +229,25 @@ class Mixture(AbstractCombinator):
         lw = chunked(jnp.moveaxis(log_w, -1, 0), -jnp.inf)
         first = jax.eval_shape(lambda c: per_component(_take(c, 0)), _take(comps, 0))
         shape = jnp.broadcast_shapes(first.shape, lw.shape[2:])
-        big = jnp.finfo(first.dtype).max
+        lowest = jnp.finfo(first.dtype).min
 
         def step(carry, chunk):
-            m, acc = carry
+            m, acc = carry  # the running max (maybe -inf) and sum of exp(term - shift)
             cs, lwc = chunk
             terms = [lwc[i] + per_component(_take(cs, i)) for i in range(_CHUNK)]
-            top = functools.reduce(jnp.maximum, terms)
-            new_m = jax.lax.stop_gradient(jnp.clip(jnp.maximum(m, top), -big, big))
-            acc = acc * jnp.exp(m - new_m) + functools.reduce(
-                operator.add, [jnp.exp(jnp.minimum(t, big) - new_m) for t in terms]
+            new_m = jax.lax.stop_gradient(
+                jnp.maximum(m, functools.reduce(jnp.maximum, terms))
+            )
+            shift, new_shift = jnp.maximum(m, lowest), jnp.maximum(new_m, lowest)
+            acc = acc * jnp.exp(shift - new_shift) + functools.reduce(
+                operator.add, [jnp.exp(t - new_shift) for t in terms]
             )
             return (new_m, acc), None
 
-        init = (jnp.full(shape, -big, first.dtype), jnp.zeros(shape, first.dtype))
+        init = (jnp.full(shape, -jnp.inf, first.dtype), jnp.zeros(shape, first.dtype))
         (m, acc), _ = jax.lax.scan(step, init, (comps, lw))
+        # acc >= 1 unless every term is -inf (then m = -inf: the value is -inf, and
+        # the floor keeps the gradient of the log finite)
         tiny = jnp.finfo(first.dtype).tiny
         return m + jnp.log(jnp.maximum(acc, tiny))
 
