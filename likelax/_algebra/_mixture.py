@@ -30,6 +30,9 @@ __all__ = ["Mixture", "mixture"]
 # with a running logsumexp. A `(K, N)` array reduced over K is 5-15x slower on CPU.
 _UNROLL = 32
 _CHUNK = 16
+# The value alone of more than this many components of one family is scanned in
+# chunks of this size (see `Mixture._combine`).
+_VALUE_CHUNK = 4
 
 # Families whose nll, cdf and tails depend on (x, x_hat) through x - x_hat only.
 _TRANSLATION_INVARIANT = frozenset(
@@ -201,40 +204,86 @@ class Mixture(AbstractCombinator):
             return x - x_hat, jnp.zeros((), x_hat.dtype)
         return x, x_hat
 
-    def _combine(self, per_component, x: Array, x_hat: Array) -> Array:
-        """logsumexp_k(log w_k + per_component(c_k)), fused for small K."""
-        log_w = self._log_weights()
-        k = self.n_components
-        if self.stacked and k > _UNROLL:
-            return self._scan_combine(per_component, log_w)
-        terms = tuple(
-            log_w[..., i] + per_component(c) for i, c in enumerate(self._components_list())
-        )
-        return logsumexp_list(terms)
+    def _term(self, method: str, c: AbstractNoise, x: Array, x_hat: Array) -> Array:
+        """log p_k (`method="_inner_nll"`), or a log tail of component `c`."""
+        if method == "_inner_nll":
+            return -c._inner_nll(x, x_hat)
+        return getattr(type(c), method)(c, x, x_hat)
 
-    def _scan_combine(self, per_component, log_w: Array) -> Array:
+    def _uniform(self) -> AbstractNoise | None:
+        """The components as one stacked module when they are all of one family
+        (a stacked module, or a list of modules with the same structure), else None."""
+        if self.stacked:
+            return self.components  # type: ignore[return-value]
+        comps: list[AbstractNoise] = list(self.components)  # type: ignore[arg-type]
+        structures = {jax.tree.structure(c) for c in comps}
+        if len({type(c) for c in comps}) != 1 or len(structures) != 1:
+            return None
+        leaves = [jax.tree.leaves(c) for c in comps]
+        stacked = []
+        for same in zip(*leaves, strict=True):
+            shape = jnp.broadcast_shapes(*[jnp.shape(v) for v in same])
+            stacked.append(jnp.stack([jnp.broadcast_to(v, shape) for v in same]))
+        return jax.tree.unflatten(structures.pop(), stacked)
+
+    def _combine(self, method: str, x: Array, x_hat: Array) -> Array:
+        r"""$\log\sum_k w_k\,e^{\text{term}_k}$ (terms: log densities or log tails).
+
+        The value of many components of one family is a scan over chunks of 4 (each
+        chunk one fused loop: XLA:CPU stops fusing beyond ~5 components); its
+        derivatives are those of the unrolled form (a scan's backward pass is slow).
+        """
+        if self.n_components > _VALUE_CHUNK and self._uniform() is not None:
+            return _fast_value(self, method, x, x_hat)
+        return self._combine_unrolled(method, x, x_hat)
+
+    def _combine_unrolled(self, method: str, x: Array, x_hat: Array) -> Array:
+        log_w = self._log_weights()
+        if self.stacked and self.n_components > _UNROLL:
+            uniform: AbstractNoise = self.components  # type: ignore[assignment]
+            return self._scan_combine(method, uniform, log_w, x, x_hat, _CHUNK)
+        terms = [
+            log_w[..., i] + self._term(method, c, x, x_hat)
+            for i, c in enumerate(self._components_list())
+        ]
+        return logsumexp_list(tuple(terms))
+
+    def _combine_scanned(self, method: str, x: Array, x_hat: Array) -> Array:
+        uniform = self._uniform()
+        assert uniform is not None
+        return self._scan_combine(
+            method, uniform, self._log_weights(), x, x_hat, _VALUE_CHUNK
+        )
+
+    def _scan_combine(
+        self, method: str, comps: AbstractNoise, log_w: Array, x, x_hat, chunk: int
+    ) -> Array:
         """Running logsumexp over chunks of a stacked family (many components)."""
         k = self.n_components
-        n = -(-k // _CHUNK)
-        pad = n * _CHUNK - k
+        n = -(-k // chunk)
+        pad = n * chunk - k
 
         def chunked(leaf, fill=None):
             extra = jnp.repeat(leaf[:1], pad, axis=0)  # copies of component 0 ...
             if fill is not None:
                 extra = jnp.full_like(extra, fill)  # ... with weight 0
             leaf = jnp.concatenate([leaf, extra], axis=0)
-            return leaf.reshape((n, _CHUNK, *leaf.shape[1:]))
+            return leaf.reshape((n, chunk, *leaf.shape[1:]))
 
-        comps = jax.tree.map(chunked, self.components)
+        comps = jax.tree.map(chunked, comps)
         lw = chunked(jnp.moveaxis(log_w, -1, 0), -jnp.inf)
-        first = jax.eval_shape(lambda c: per_component(_take(c, 0)), _take(comps, 0))
+
+        def term(c):
+            return self._term(method, c, x, x_hat)
+
+        first = jax.eval_shape(lambda c: term(_take(c, 0)), _take(comps, 0))
         shape = jnp.broadcast_shapes(first.shape, lw.shape[2:])
         lowest = jnp.finfo(first.dtype).min
 
-        def step(carry, chunk):
+        def step(carry, part):
             m, acc = carry  # the running max (maybe -inf) and sum of exp(term - shift)
-            cs, lwc = chunk
-            terms = [lwc[i] + per_component(_take(cs, i)) for i in range(_CHUNK)]
+            cs, lwc = part
+            terms = [lwc[i] + term(_take(cs, i)) for i in range(chunk)]
             new_m = jax.lax.stop_gradient(
                 jnp.maximum(m, functools.reduce(jnp.maximum, terms))
             )
@@ -255,7 +304,7 @@ class Mixture(AbstractCombinator):
         if self.n_components == 1:
             return self._components_list()[0]._inner_nll(x, x_hat)
         x, x_hat = self._shifted(x, x_hat)
-        return -self._combine(lambda c: -c._inner_nll(x, x_hat), x, x_hat)
+        return -self._combine("_inner_nll", x, x_hat)
 
     def _loss(self, x, x_hat):
         if self.n_components == 1:
@@ -311,13 +360,24 @@ class Mixture(AbstractCombinator):
         if self.n_components == 1:
             return _masked_tail(self._components_list()[0], "_log_cdf", x, x_hat)
         x, x_hat = self._shifted(x, x_hat)
-        return self._combine(lambda c: _masked_tail(c, "_log_cdf", x, x_hat), x, x_hat)
+        return self._combine("_log_cdf", x, x_hat)
 
     def _log_sf(self, x, x_hat):
         if self.n_components == 1:
             return _masked_tail(self._components_list()[0], "_log_sf", x, x_hat)
         x, x_hat = self._shifted(x, x_hat)
-        return self._combine(lambda c: _masked_tail(c, "_log_sf", x, x_hat), x, x_hat)
+        return self._combine("_log_sf", x, x_hat)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _fast_value(mix: Mixture, method: str, x: Array, x_hat: Array) -> Array:
+    """The scanned value of `mix._combine`, differentiated as the unrolled form."""
+    return mix._combine_scanned(method, x, x_hat)
+
+
+@_fast_value.defjvp
+def _fast_value_jvp(method, primals, tangents):
+    return jax.jvp(lambda m, a, b: m._combine_unrolled(method, a, b), primals, tangents)
 
 
 def _masked_cdf(c: AbstractNoise, x: Array, x_hat: Array) -> Array:
