@@ -293,3 +293,22 @@ def test_shape_errors_name_the_component_field():
     mix = llx.mixture([llx.Gaussian(np.ones(3)), llx.Laplace()])
     with pytest.raises(ValueError, match=r"`x` \(4,\).*`Gaussian.scale` \(3,\)"):
         mix.nll(np.zeros(4), 0.0)
+
+
+def test_mixture_of_heteroscedastic_models():
+    """Components with a (location, raw scale) event axis: a mixture density network
+    head with shared location and scale, Gaussian core and Student-t tails."""
+    mix = llx.mixture(
+        [llx.heteroscedastic(llx.Gaussian()), llx.heteroscedastic(llx.StudentT(3.0))],
+        [0.6, 0.4],
+    )
+    xh = np.array([[0.3, 0.5], [1.0, -1.0], [-2.0, 3.0]])
+    x = np.array([1.0, -2.0, 0.5])
+    s = np.logaddexp(xh[:, 1], 0.0)
+    want = -np.log(
+        0.6 * stats.norm(xh[:, 0], s).pdf(x) + 0.4 * stats.t(3.0, xh[:, 0], s).pdf(x)
+    )
+    np.testing.assert_allclose(mix.nll(x, xh), want, rtol=1e-13)
+    np.testing.assert_allclose(mix.predict(xh), xh[:, 0], rtol=1e-15)
+    g = jax.grad(lambda b: mix.nll(x, b).sum())(jnp.asarray(xh))
+    assert g.shape == xh.shape and _finite_tree(g)

@@ -95,6 +95,15 @@ class Mixture(AbstractCombinator):
     per observation); `cdf` is $\sum_k w_k F_k$, and `log_cdf` / `log_sf` are
     combined with `logsumexp` so tails stay accurate.
 
+    Evaluation: the K per-observation terms are combined elementwise (never stacked
+    into an `(N, K)` array) by a `logsumexp` without selects, so XLA fuses it into
+    one loop; for location families $x - \hat x$ is formed once. The value of more
+    than 4 components of one family (stacked, or a list of one family) is a scan
+    over chunks of 4, and a stacked family of more than 32 is differentiated
+    through a scan over chunks of 16. Every term `-inf` (an impossible observation)
+    gives `+inf` with zero gradients; a component with an infinite density
+    (`nll = -inf`) gives NaN.
+
     Hyperparameter paths: `"logits"`, `"components.<k>.<field>"` (a sequence of
     components) or `"components.<field>"` (one stacked module).
     """
