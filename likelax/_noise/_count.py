@@ -22,7 +22,7 @@ from jax.scipy.special import betainc, gammainc, gammaincc, gammaln
 from jaxtyping import Array, ArrayLike, Float
 
 from ._base import POSITIVE, AbstractNoise, as_param
-from ._special import HALF_LOG_2PI
+from ._special import HALF_LOG_2PI, STIRLING
 
 __all__ = [
     "NegativeBinomial",
@@ -41,17 +41,7 @@ __all__ = [
 _K0 = 8
 _LOG_FACTORIALS = tuple(math.log(math.factorial(k)) for k in range(_K0))
 # B_{2n} / (2n (2n-1)), n = 1..9: the Stirling series of log Γ.
-_STIRLING = (
-    1 / 12,
-    -1 / 360,
-    1 / 1260,
-    -1 / 1680,
-    1 / 1188,
-    -691 / 360360,
-    1 / 156,
-    -3617 / 122400,
-    43867 / 244188,
-)
+_STIRLING = STIRLING  # shared table (likelax._noise._special)
 
 
 def _stirling_tail(z: Array, terms: int) -> Array:

@@ -18,23 +18,14 @@ from jax.scipy.special import betainc, gammainc, gammaincc, gammaln
 from jaxtyping import Array, ArrayLike, Float
 
 from ._base import POSITIVE, AbstractNoise, as_param
-from ._special import HALF_LOG_2PI
+from ._special import HALF_LOG_2PI, STIRLING
 
 # ------------------------------------------------------------------ helpers
 
 _STIRLING_SWITCH = 10.0
 # B_2n / (2n (2n-1)): the Stirling series of log Gamma. For k >= 10, eight terms are
 # exact to 2e-18 (absolute), five to 2e-14 (enough in float32).
-_STIRLING = (
-    1 / 12,
-    -1 / 360,
-    1 / 1260,
-    -1 / 1680,
-    1 / 1188,
-    -691 / 360360,
-    1 / 156,
-    -3617 / 122400,
-)
+_STIRLING = STIRLING[:8]  # eight terms (likelax._noise._special)
 
 
 def _stirling_series(k: Array) -> Array:

@@ -10,6 +10,20 @@ HALF_LOG_2PI = 0.9189385332046727  # ½ log(2π)
 LOG_2 = 0.6931471805599453
 LOG_PI = 1.1447298858494002
 
+# B_{2n} / (2n (2n-1)), n = 1..9: the coefficients of Stirling's series of log Γ,
+# log Γ(z) ≈ (z-½) log z - z + ½ log 2π + Σ_n STIRLING[n-1] / z^{2n-1}.
+STIRLING = (
+    1 / 12,
+    -1 / 360,
+    1 / 1260,
+    -1 / 1680,
+    1 / 1188,
+    -691 / 360360,
+    1 / 156,
+    -3617 / 122400,
+    43867 / 244188,
+)
+
 
 @jax.custom_jvp
 def standardize(r: Array, scale: Array) -> Array:
