@@ -259,17 +259,20 @@ def _epoch_perm(problem: _Problem, step, perm):
 
 def _cached(opt_state, x):
     """(value, grad) at the new iterate stored by a line search (optax's L-BFGS and
-    linesearch transforms store them), or None."""
+    linesearch transforms store them), with the gradient in the structure of `x`;
+    or None. The line search may see only the parameters (nothing learned): its
+    gradient has the leaves of `x`, in the same order."""
     try:
         value = optax.tree.get(opt_state, "value")
         grad = optax.tree.get(opt_state, "grad")
     except (KeyError, ValueError):
         return None
-    if value is None or grad is None:
+    if value is None or grad is None or getattr(value, "shape", None) != ():
         return None
-    if jax.tree.structure(grad) != jax.tree.structure(x) or jnp.shape(value) != ():
+    leaves, x_leaves = jax.tree.leaves(grad), jax.tree.leaves(x)
+    if [(a.shape, a.dtype) for a in leaves] != [(a.shape, a.dtype) for a in x_leaves]:
         return None
-    return value, grad
+    return value, jax.tree.unflatten(jax.tree.structure(x), leaves)
 
 
 def _tree_finite(tree) -> Array:
@@ -506,28 +509,141 @@ def _default_adam() -> optax.GradientTransformationExtraArgs:
     return optax.with_extra_args_support(optax.adam(1e-3))
 
 
-@functools.cache
-def _with_extra_args(opt) -> optax.GradientTransformationExtraArgs:
-    return optax.with_extra_args_support(opt)
-
-
-def _optimizer(optimizer, batch_size) -> optax.GradientTransformationExtraArgs:
-    if optimizer is None:
-        return _default_lbfgs() if batch_size is None else _default_adam()
+def _extra_args(optimizer, name: str) -> optax.GradientTransformationExtraArgs:
     if not (
         callable(getattr(optimizer, "init", None))
         and callable(getattr(optimizer, "update", None))
     ):
         raise TypeError(
-            "fit: `optimizer` must be an optax GradientTransformation (e.g. "
+            f"fit: `{name}` must be an optax GradientTransformation (e.g. "
             f"`optax.adam(1e-2)`), got {type(optimizer).__name__}."
         )
     if isinstance(optimizer, optax.GradientTransformationExtraArgs):
         return optimizer
-    try:  # cached so that the same optimiser gives the same (hashable) wrapper
-        return _with_extra_args(optimizer)  # pyright: ignore[reportArgumentType]
-    except TypeError:  # unhashable: wrap anew (retraces per call)
-        return optax.with_extra_args_support(optimizer)  # pyright: ignore[reportArgumentType]
+    return _cache_if_hashable(optax.with_extra_args_support, optimizer)
+
+
+def _cache_if_hashable(make, *args):
+    """`make(*args)`, the same object for the same hashable arguments: a new
+    optimiser object is a new static argument of the compiled loop (a retrace)."""
+    try:
+        return _cached_call(make, *args)
+    except TypeError:  # unhashable: made anew (retraces per call)
+        return make(*args)
+
+
+@functools.cache
+def _cached_call(make, *args):
+    return make(*args)
+
+
+def _blocks(params_opt, learned_opt) -> optax.GradientTransformationExtraArgs:
+    r"""The loop's transformation of $x = (\theta, \tilde\phi)$ made of one per
+    block: `params_opt` on the parameters and `learned_opt` on the learned
+    hyperparameters (None: nothing learned), each with its own state, each seeing
+    only its block (its `value_fn` varies that block, the other held)."""
+
+    def init(params) -> Any:
+        own, learned = params
+        return (
+            params_opt.init(own),
+            None if learned_opt is None else learned_opt.init(learned),
+        )
+
+    def update(
+        updates,
+        state,
+        params=None,
+        *,
+        value=None,
+        value_fn: Callable[[Any], Any] | None = None,
+        **extra,
+    ) -> Any:
+        extra.pop("grad", None)  # the gradient is `updates` (the loop passes both)
+        own, learned = params  # pyright: ignore[reportGeneralTypeIssues]
+
+        def block(opt, g, s, x, combine):
+            fn = None if value_fn is None else functools.partial(_then, combine, value_fn)
+            return opt.update(g, s, x, value=value, grad=g, value_fn=fn, **extra)
+
+        up, sp = block(params_opt, updates[0], state[0], own, lambda v: (v, learned))
+        if learned_opt is None:
+            return (up, updates[1]), (sp, None)
+        ul, sl = block(learned_opt, updates[1], state[1], learned, lambda v: (own, v))
+        return (up, ul), (sp, sl)
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _then(first, second, v):
+    return second(first(v))
+
+
+def _is_line_search(optimizer, params_dyn) -> bool:
+    """Whether the optimiser's state carries the objective and its gradient (optax's
+    L-BFGS, `scale_by_zoom_linesearch`, ...)."""
+    shapes = _shapes(params_dyn)
+    return _cached(jax.eval_shape(optimizer.init, shapes), shapes) is not None
+
+
+def _shapes(tree):
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype), tree)
+
+
+def _check_init(optimizer, tree, what: str, default: bool = False) -> None:
+    """A clear error when the optimiser cannot be initialised on `tree` (a mask or
+    partition written for another structure)."""
+    try:
+        jax.eval_shape(optimizer.init, _shapes(tree))
+    except Exception as e:
+        fix = (
+            "Pass `learned_optimizer=` (e.g. `optax.adam(1e-2)`) for them"
+            if default
+            else "A line search steps both together: write its mask for that pair"
+        )
+        raise TypeError(
+            f"fit: `optimizer` steps {what}"
+            f"{' (by default)' if default else ''}, {jax.tree.map(jnp.shape, tree)}, "
+            f"but cannot be initialised on them (a mask or partition written for "
+            f"`params`?). {fix}. ({str(e).splitlines()[0]})"
+        ) from e
+
+
+def _optimizer(
+    optimizer, learned_optimizer, batch_size, params_dyn, learned
+) -> optax.GradientTransformationExtraArgs:
+    """The transformation of the loop's iterate `(params, learned)` (see `fit`'s
+    `optimizer` and `learned_optimizer`)."""
+    if optimizer is None:
+        base = _default_lbfgs() if batch_size is None else _default_adam()
+        line_search = batch_size is None
+    else:
+        base = _extra_args(optimizer, "optimizer")
+        line_search = bool(jax.tree.leaves(learned)) and _is_line_search(base, params_dyn)
+    if not jax.tree.leaves(learned):
+        if learned_optimizer is not None:
+            raise ValueError(
+                "fit: `learned_optimizer` is given but the objective learns no noise "
+                "hyperparameters (mark them with `llx.likelihood(..., learn=...)`)."
+            )
+        return _cache_if_hashable(_blocks, base, None)
+    if line_search:
+        if learned_optimizer is not None:
+            raise ValueError(
+                "fit: a line-search optimiser (here "
+                f"{'the default L-BFGS' if optimizer is None else '`optimizer`'}) "
+                "steps the parameters and the learned hyperparameters together; "
+                "`learned_optimizer` cannot be used with it."
+            )
+        if optimizer is not None:
+            _check_init(base, (params_dyn, learned), "`(params, objective.learned())`")
+        return base
+    if learned_optimizer is None:
+        other = base
+        _check_init(other, learned, "the learned hyperparameters", default=True)
+    else:
+        other = _extra_args(learned_optimizer, "learned_optimizer")
+    return _cache_if_hashable(_blocks, base, other)
 
 
 def _is_traced(tree) -> bool:
@@ -657,6 +773,7 @@ def fit(
     data: PyTree,
     *,
     optimizer: optax.GradientTransformation | None = None,
+    learned_optimizer: optax.GradientTransformation | None = None,
     steps: int = 1000,
     batch_size: int | None = None,
     key: PRNGKeyArray | None = None,
@@ -688,7 +805,24 @@ def fit(
     - `optimizer`: any optax `GradientTransformation`. Default: `optax.lbfgs()`
       (zoom line search) for full-batch fits, which reaches ~1e-6 relative accuracy
       on smooth problems in float64; `optax.adam(1e-3)` with `batch_size`.
-      Create it once and reuse it: a new optimiser object retraces.
+      Create it once and reuse it: a new optimiser object retraces. It sees
+      `params` as a hand-written optax loop would: the pytree `params` with its
+      untrained leaves set to None (`eqx.partition(params, eqx.is_inexact_array)`),
+      so masks and partitions written for `params` work
+      (`optax.adamw(lr, mask=...)`, `optax.masked`, `optax.partition`).
+    - `learned_optimizer`: steps the learned noise hyperparameters, the dict
+      `objective.learned()` = `{term index: {path: unconstrained value}}`, with a
+      state of its own. Default: `optimizer` itself, applied to that dict
+      separately (for element-wise rules such as SGD, Adam or AdamW, the same
+      steps as one optimiser over both; a global rule such as
+      `clip_by_global_norm` acts on each block separately). Pass one when
+      `optimizer` cannot take that dict (a mask pytree written for `params`: a
+      clear error says so) or should not (AdamW without a mask also decays the
+      log-scale towards 0, i.e. the scale towards 1). Exception: a line search
+      (the default L-BFGS, or any optimiser whose state holds the objective's
+      `value` and `grad`, e.g. `optax.lbfgs()`) must move every coordinate along
+      one direction, so it steps `(params, objective.learned())` together and
+      `learned_optimizer` is refused.
     - `steps`: the step budget (a static size: the history has `steps + 1`
       entries); the fit stops earlier when converged.
     - `batch_size`, `key`: minibatches of `batch_size` rows, drawn without
@@ -805,7 +939,9 @@ def fit(
         gtol=gtol,
         ftol=ftol_,
         until=jnp.asarray(steps, jnp.int32),
-        optimizer=_optimizer(optimizer, batch_size),
+        optimizer=_optimizer(
+            optimizer, learned_optimizer, batch_size, params_dyn, learned0
+        ),
         steps=steps,
         batch_size=batch_size,
         n=n,
