@@ -167,6 +167,42 @@ def test_categorical_degenerate_rows():
         assert not np.any(np.isnan(g))
 
 
+def test_categorical_zero_probability_labels_have_zero_gradient():
+    """A label whose logit is -inf stays impossible under any finite change of the
+    logits: value +inf, gradient 0 (also for a row of -inf only)."""
+    rows = jnp.array([[0.0, -jnp.inf, 1.0], [-jnp.inf, -jnp.inf, -jnp.inf]])
+    labels = jnp.array([1, 2])
+    f = jax.jit(jax.value_and_grad(lambda lg: llx.Categorical().nll(labels, lg).sum()))
+    value, grad = f(rows)
+    assert value == jnp.inf
+    np.testing.assert_array_equal(grad, np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_categorical_plus_inf_row_leaves_the_batch_alone(mode):
+    """One row holding +inf (it takes the exact lowered path for the whole batch)
+    does not change the other rows' values or gradients (numpy reference)."""
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 3, (6, 4))
+    labels = jnp.asarray(rng.integers(0, 4, 6))
+    lse = np.log(np.exp(logits).sum(-1))
+    want = lse - logits[np.arange(6), labels]
+    p = np.exp(logits - lse[:, None])
+    want_grad = p - np.eye(4)[labels]
+    value_fn = MODES[mode](lambda lg: llx.Categorical().nll(labels, lg))
+    grad_fn = MODES[mode](jax.grad(lambda lg: llx.Categorical().nll(labels, lg).sum()))
+    for top in [False, True]:
+        rows = logits.copy()
+        if top:
+            rows[0] = [jnp.inf, 0.0, jnp.inf, 1.0]
+        value, grad = value_fn(jnp.asarray(rows)), grad_fn(jnp.asarray(rows))
+        np.testing.assert_allclose(value[1:], want[1:], rtol=1e-13)
+        np.testing.assert_allclose(grad[1:], want_grad[1:], rtol=1e-12, atol=1e-15)
+    # the +inf row: mass 1/2 on each +inf class
+    label0 = int(labels[0])
+    assert value[0] == (np.log(2.0) if label0 in (0, 2) else np.inf)
+
+
 def test_categorical_is_optax_in_float32():
     rng = np.random.default_rng(2)
     logits = jnp.asarray(rng.normal(0, 5, (100, 7)), jnp.float32)

@@ -8,6 +8,8 @@ $\pm\infty$, give exact values and finite gradients.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import betainc
@@ -233,24 +235,76 @@ def _lower_inf_jvp(primals, tangents):
     return _lower_inf(primals[0]), tangents[0]
 
 
-def _log_softmax_parts(x_hat: Array) -> tuple[Array, Array, Array]:
-    """(shifted logits, log-normaliser, row holds the largest float) on the last axis.
+def _sum_exp(x_hat: Array, shift: Array, lower: bool) -> Array:
+    logits = _lower_inf(x_hat) if lower else x_hat
+    return jnp.sum(jnp.exp(logits - shift[..., None]), axis=-1)
 
-    Per element: one `minimum`, one subtraction and one `exp` (the rest is per row).
+
+def _log_normaliser(x_hat: Array) -> tuple[Array, Array, Array]:
+    r"""(shift, log-normaliser, row holds the largest float) of the last axis:
+    $\log\sum_k e^{\ell_k} = $ `shift + log_z`, both per row.
+
     `+inf` logits are lowered to the largest finite float, so a row with `+inf`
-    entries puts its mass uniformly on them (`_nll` gives the other classes `+inf`).
-    A row of `-inf` only (no valid distribution) gets a unit normaliser, so no `0/0`
-    reaches the gradient, and every label in it has `nll = +inf`.
+    entries puts its mass uniformly on them (`_cross_entropy` gives the other
+    classes `+inf`). The lowering runs only when some row holds `+inf` (a
+    `lax.cond`): otherwise the per-element work is one subtraction and one `exp`
+    inside the row sum, which XLA fuses without writing an `(..., K)`
+    intermediate (one more per-element operation in that fused reduction costs
+    as much again on XLA:CPU). A row of `-inf` only (no valid distribution) gets
+    a unit normaliser, so no `0/0` reaches the gradient.
     """
-    big = jnp.finfo(x_hat.dtype).max
-    logits = _lower_inf(x_hat)
-    m = jnp.max(logits, axis=-1, keepdims=True)
-    shift = jax.lax.stop_gradient(jnp.where(m == -jnp.inf, jnp.zeros((), m.dtype), m))
-    shifted = logits - shift
-    total = jnp.sum(jnp.exp(shifted), axis=-1)
-    m = m[..., 0]
-    log_z = jnp.log(jnp.where(m == -jnp.inf, jnp.ones((), total.dtype), total))
-    return shifted, log_z, m == big
+    m = jnp.max(x_hat, axis=-1)
+    lowered = _lower_inf(m)  # = max of the lowered logits
+    shift = jax.lax.stop_gradient(
+        jnp.where(lowered == -jnp.inf, jnp.zeros((), m.dtype), lowered)
+    )
+    total = jax.lax.cond(
+        jnp.any(m == jnp.inf),
+        functools.partial(_sum_exp, lower=True),
+        functools.partial(_sum_exp, lower=False),
+        x_hat,
+        shift,
+    )
+    log_z = jnp.log(jnp.where(lowered == -jnp.inf, jnp.ones((), total.dtype), total))
+    return shift, log_z, lowered == jnp.finfo(x_hat.dtype).max
+
+
+def _cross_entropy_parts(x_hat: Array, label: Array) -> tuple[Array, ...]:
+    """(nll, shift, log-normaliser) per row, `label` in range."""
+    shift, log_z, top = _log_normaliser(x_hat)
+    logit = jnp.take_along_axis(x_hat, label[..., None], axis=-1, mode="clip")[..., 0]
+    picked = _lower_inf(logit) - shift
+    # a finite logit in a row holding +inf has probability 0 (picked < 0 there); a
+    # -inf logit gives +inf by itself
+    impossible = top & (picked < 0)
+    value = jnp.where(impossible, jnp.asarray(jnp.inf, log_z.dtype), log_z - picked)
+    return value, shift, log_z
+
+
+@jax.custom_jvp
+def _cross_entropy(x_hat: Array, label: Array) -> Array:
+    r"""$\log\sum_k e^{\ell_k} - \ell_y$ per row, for labels $y$ in range (broadcast
+    against the batch axes of `x_hat`).
+
+    Its derivative is written out, $\partial/\partial\ell_k = \mathrm{softmax}(\ell)_k
+    - [k = y]$ (0 where the value is `+inf`: a $-\infty$ logit stays $-\infty$
+    under any finite change): the reverse pass is then one elementwise loop over
+    the logits, where autodiff would write the `exp` of every logit and read it
+    back twice.
+    """
+    return _cross_entropy_parts(x_hat, label)[0]
+
+
+@_cross_entropy.defjvp
+def _cross_entropy_jvp(primals, tangents):
+    x_hat, label = primals
+    value, shift, log_z = _cross_entropy_parts(x_hat, label)
+    # shifted first: shift + log_z would round log_z away next to a large shift
+    p = jnp.exp(_lower_inf(x_hat) - shift[..., None] - log_z[..., None])
+    k = jnp.arange(x_hat.shape[-1], dtype=label.dtype).reshape((1,) * label.ndim + (-1,))
+    dp = p - (k == label[..., None]).astype(p.dtype)
+    tangent = jnp.sum(dp * tangents[0], axis=-1)
+    return value, jnp.where(value == jnp.inf, jnp.zeros((), tangent.dtype), tangent)
 
 
 class Categorical(AbstractNoise):
@@ -281,28 +335,22 @@ class Categorical(AbstractNoise):
         pass
 
     def _nll(self, x, x_hat):
-        k = x_hat.shape[-1]
         x = x.astype(jnp.int32) if x.dtype == jnp.bool_ else x
-        shifted, log_z, top = _log_softmax_parts(x_hat)
-        possible = (x >= 0) & (x < k)
+        possible = (x >= 0) & (x < x_hat.shape[-1])
         label = jnp.where(possible, x, jnp.zeros((), x.dtype))
         # labels broadcast against the logits' batch axes (a scalar label too)
-        batch = jnp.broadcast_shapes(label.shape, x_hat.shape[:-1])
-        label = jnp.broadcast_to(label, batch)[..., None]
-        picked = jnp.take_along_axis(shifted, label, axis=-1, mode="clip")[..., 0]
-        # zero probability: a label out of range, a -inf logit (the value is +inf by
-        # itself), or a finite logit in a row holding +inf (picked < 0 there)
-        possible = possible & ~(top & (picked < 0))
-        value = log_z - picked
+        label = jnp.broadcast_to(label, jnp.broadcast_shapes(label.shape, x_hat.shape[:-1]))
+        value = _cross_entropy(x_hat, label)
         return jnp.where(possible, value, jnp.asarray(jnp.inf, value.dtype))
 
     def _loss(self, x, x_hat):
         return self._nll(x, x_hat)
 
     def _predict(self, x_hat):
-        shifted, log_z, _ = _log_softmax_parts(x_hat)
-        return jnp.exp(shifted - log_z[..., None])
+        shift, log_z, _ = _log_normaliser(x_hat)
+        return jnp.exp(_lower_inf(x_hat) - shift[..., None] - log_z[..., None])
 
     def _sample(self, key, x_hat, shape):
-        shifted, _, _ = _log_softmax_parts(x_hat)
+        shift, _, _ = _log_normaliser(x_hat)
+        shifted = _lower_inf(x_hat) - shift[..., None]
         return jax.random.categorical(key, shifted, axis=-1, shape=shape)
