@@ -69,6 +69,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
 
+from ._objective import held_out
+
 __all__ = ["FitError", "FitResult", "Status", "fit"]
 
 _Tracer = jax.core.Tracer  # pyright: ignore[reportAttributeAccessIssue]
@@ -290,7 +292,8 @@ def _norm(tree) -> Array:
 def _converged(problem: _Problem, value, gnorm, x, previous=None) -> Array:
     r"""$\|g\|\,\max(\|x\|, 1) \le$ tol $\max(|F|, 1)$ (both sides in units of
     the objective, so the test does not depend on how the parameters are scaled),
-    or $|F_{k+1} - F_k| \le$ ftol $\max(|F_k|, |F_{k+1}|, 1)$."""
+    or $|F_{k+1} - F_k| \le$ ftol $\max(|F_k|, |F_{k+1}|, 1)$; never while a learned
+    value is held at the edge of its safe range (`likelax._objective._held`)."""
     if not problem.check:
         return jnp.asarray(False)
     size = jnp.maximum(jnp.abs(value), 1.0)
@@ -298,6 +301,8 @@ def _converged(problem: _Problem, value, gnorm, x, previous=None) -> Array:
     if previous is not None:
         size = jnp.maximum(size, jnp.abs(previous))
         out = out | (jnp.abs(value - previous) <= problem.ftol * size)
+    if problem.learn:  # a held value's objective is flat, not optimal
+        out = out & ~held_out(problem.objective, x[1])
     return out
 
 
@@ -793,6 +798,11 @@ def fit(
     the noise hyperparameters that the objective marks learnable
     (`llx.likelihood(model, noise, learn=...)`), trained unconstrained so they stay
     in their domain. `FitResult.objective` is the objective with the fitted noise.
+    An unconstrained value that an optimiser throws beyond the dtype's safe range
+    (a log-scale beyond about ±44 in float32, ±354 in float64) is held at the edge
+    of that range, with its gradient passed through, so the objective stays
+    finite and the optimiser is led back; a fit is not called converged while a
+    value is held.
 
     **Arguments.**
 

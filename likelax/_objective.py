@@ -88,7 +88,15 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
-from ._noise._base import AbstractNoise, as_param, constrained, unconstrained
+from ._noise._base import (
+    POSITIVE,
+    UNIT_INTERVAL_OPEN,
+    AbstractNoise,
+    Domain,
+    as_param,
+    constrained,
+    unconstrained,
+)
 
 __all__ = [
     "AbstractObjective",
@@ -437,6 +445,67 @@ def _check_noise(noise: Any, where: str) -> AbstractNoise:
 _SIXTEEN = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
 
+def _raw_range(domain: Domain, dtype: Any) -> tuple[float, float] | None:
+    r"""The unconstrained values of `domain` that are safe to compute with in
+    `dtype` (None: all of them; see `_held`)."""
+    if not (domain is POSITIVE or domain is UNIT_INTERVAL_OPEN):
+        return None
+    info = jnp.finfo(dtype)
+    lo = 0.5 * float(np.log(info.tiny))
+    hi = 0.5 * float(np.log(info.max)) if domain is POSITIVE else -float(np.log(info.eps))
+    return lo, hi
+
+
+def _compute_raw(raw: Any) -> Array:
+    raw = jnp.asarray(raw)
+    return raw.astype(jnp.float32) if raw.dtype in _SIXTEEN else raw
+
+
+def _held(domain: Domain, raw: Any) -> Array:
+    r"""An unconstrained value held where its domain's map is safe to compute with.
+
+    The constrained value $v$ must be finite, valid and keep $v^2$ and $1/v^2$
+    finite (the nll's derivatives in $v$ grow like $1/v$ and $1/v^2$, summed over the
+    observations): `POSITIVE` ($v = e^r$) holds $r \in [\tfrac12\log t,
+    \tfrac12\log M]$, `UNIT_INTERVAL_OPEN` ($v = \sigma(r)$) holds $r \in
+    [\tfrac12\log t, -\log\varepsilon]$ (so $1 - v \ge \varepsilon$), with $t$, $M$,
+    $\varepsilon$ the smallest normal, largest and epsilon of the compute dtype:
+    $|r| \lesssim 44$ in float32 ($v \in [10^{-19}, 1.8\cdot10^{19}]$), $354$ in float64.
+    Without it, $e^{100}$ overflows float32 (an infinite objective, a NaN gradient)
+    and $e^{-100}$ flushes to 0 (an invalid scale). Inside the range nothing
+    changes; beyond it the value is that at the edge and the gradient passes
+    through as at the edge (straight through), so an optimiser that stepped out is
+    led back (`fit` does not call a fit converged while a value is held). 16-bit
+    values are held and mapped in float32 (the compute dtype of the families).
+    Other domains pass unchanged."""
+    raw = _compute_raw(raw)
+    bounds = (
+        _raw_range(domain, raw.dtype) if jnp.issubdtype(raw.dtype, jnp.floating) else None
+    )
+    if bounds is None:
+        return raw
+    return raw + jax.lax.stop_gradient(jnp.clip(raw, *bounds) - raw)
+
+
+def held_out(objective: AbstractObjective, tree: Mapping[int, Mapping[str, Any]]) -> Array:
+    """Whether any of the unconstrained values `tree` (the structure of
+    `objective.learned()`) lies beyond its safe range, so `with_learned` holds it
+    at the edge (see `_held`)."""
+    out = jnp.asarray(False)
+    if not isinstance(objective, AbstractObjective):  # a user's own learned()
+        return out
+    for i, values in tree.items():
+        domains = objective.terms[i].noise._hyperparameter_paths()  # pyright: ignore[reportAttributeAccessIssue]
+        for path, raw in values.items():
+            raw = _compute_raw(raw)
+            if not jnp.issubdtype(raw.dtype, jnp.floating):
+                continue
+            bounds = _raw_range(domains[path], raw.dtype)
+            if bounds is not None:
+                out = out | jnp.any((raw < bounds[0]) | (raw > bounds[1]))
+    return out
+
+
 def _sum(values: Array) -> Array:
     """Σ over every element; 16-bit values are summed (and returned) in float32, since
     a bfloat16 running sum of a few hundred nlls already loses every digit."""
@@ -610,7 +679,9 @@ class AbstractObjective(eqx.Module):
         for i, values in tree.items():
             t = terms[i]
             assert isinstance(t, Likelihood)
-            terms[i] = eqx.tree_at(lambda s: s.noise, t, constrained(t.noise, dict(values)))
+            domains = t.noise._hyperparameter_paths()
+            held = {p: _held(domains[p], v) for p, v in values.items()}
+            terms[i] = eqx.tree_at(lambda s: s.noise, t, constrained(t.noise, held))
         return _from_terms(terms)
 
     # ------------------------------------------------------------ display

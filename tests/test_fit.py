@@ -287,6 +287,33 @@ def sqrt_objective(p, data):
     return 0.5 * jnp.sum((y - p["w"]) ** 2) + jnp.sqrt(c[0] - p["w"])
 
 
+def test_learned_log_scale_thrown_past_100_in_float32_comes_back():
+    """A first SGD step throws the learned log-scale from 0 to ~+125 (the residuals
+    are 10× the initial scale): exp overflows float32 there, which used to end the
+    fit as non-finite. The log-scale is held at ½ log max(float32) (the objective
+    there is N (½ log max + ½ log 2π) + ~0), its gradient passes through, and SGD
+    brings it back to the scale's MLE at the fitted parameters, √(mean r²)."""
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(N, D)).astype(np.float32)
+    y = (u @ np.float32([1, -2, 0.5]) + 10 * rng.normal(size=N)).astype(np.float32)
+    p0 = {"w": jnp.zeros(D, jnp.float32), "b": jnp.float32(0)}
+    obj = llx.likelihood(linear, llx.Gaussian(jnp.float32(1.0)), learn="scale")
+    # step 1 at lr 6e-3: +6e-3 (Σ y² − N) ≈ +125; then 4e-3 (stable at the optimum)
+    sgd = optax.sgd(optax.piecewise_constant_schedule(6e-3, {1: 2 / 3}))
+    res = llx.fit(
+        obj, p0, (u, y), optimizer=ADAM, learned_optimizer=sgd, steps=400, tol=0.0
+    )
+    assert res.status == llx.Status.budget
+    assert np.all(np.isfinite(res.history))
+    held = 0.5 * np.log(np.finfo(np.float32).max)
+    assert 6e-3 * (np.sum(y.astype(float) ** 2) - N) > 100
+    np.testing.assert_allclose(
+        res.history[1], N * (held + 0.5 * np.log(2 * np.pi)), rtol=1e-6
+    )
+    r = y - np.asarray(linear(res.params, u))
+    np.testing.assert_allclose(res.objective.noise.scale, np.sqrt(np.mean(r**2)), rtol=1e-3)
+
+
 def test_nonfinite_stops_and_keeps_the_last_finite_parameters():
     y = jnp.full((4,), 10.0)
     c = jnp.full((4,), 3.0)

@@ -645,6 +645,69 @@ def test_learned_round_trip_and_domain():
         objective.with_learned({0: {"scale": jnp.asarray(0.0)}})
 
 
+F32 = np.finfo(np.float32)
+
+
+@pytest.mark.parametrize("raw", [100.0, 40.0, -40.0, -100.0])
+def test_learned_log_scale_at_raw_100_in_float32(raw):
+    """RELIABILITY: a learned log-scale at ±100 gives a finite value and gradient in
+    float32 (exp(100) overflows it, exp(-100) flushes to 0). Oracle: the Gaussian
+    nll in log space, Σ [r + z²/2 + log(2π)/2] with z = e^{-r}(y − x̂), in float64 at
+    the log-scale held to the documented range [½ log tiny, ½ log max] of float32
+    (inside it, e.g. ±40, the map is unchanged)."""
+    rng = np.random.default_rng(3)
+    u = rng.normal(size=(50, 2)).astype(np.float32)
+    # Below the range every residual must vanish for the nll to be finite at all
+    # (r² e^{200} overflows float32): y = u[:, 0] exactly, the model's output.
+    noise = 0.0 if raw < 0 else rng.normal(size=50)
+    y = (u[:, 0] + noise).astype(np.float32)
+    p = {"w": jnp.asarray([1.0, 0.0], jnp.float32), "b": jnp.float32(0.0)}
+    objective = llx.likelihood(linear, llx.Gaussian(jnp.float32(1.0)), learn="scale")
+    f = lambda h: objective.with_learned({0: {"scale": h}})(p, (u, y))
+    value, grad = jax.jit(jax.value_and_grad(f))(jnp.float32(raw))
+    assert value.dtype == grad.dtype == jnp.float32
+    held = np.clip(raw, 0.5 * np.log(F32.tiny), 0.5 * np.log(F32.max))
+    r2 = (y.astype(float) - u[:, 0].astype(float)) ** 2
+    expected = np.sum(held + 0.5 * r2 * np.exp(-2 * held) + 0.5 * np.log(2 * np.pi))
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+    # d/dr in log space, evaluated at the held value (the gradient passes through)
+    np.testing.assert_allclose(grad, np.sum(1 - r2 * np.exp(-2 * held)), rtol=1e-5)
+
+
+def test_learned_log_scale_at_raw_minus_100_with_residuals_is_inf_not_nan():
+    """The true nll, Σ r_i² e^{200}/2, overflows float32 (as it does at the held
+    log-scale, ½ log tiny, for residuals of 10): +inf, and no NaN anywhere."""
+    u = np.linspace(-20, 20, 20, dtype=np.float32)[:, None]
+    objective = llx.likelihood(
+        lambda p, u: u[:, 0] * p, llx.Gaussian(jnp.float32(1.0)), learn="scale"
+    )
+    f = lambda h: objective.with_learned({0: {"scale": h}})(jnp.float32(0.5), (u, u[:, 0]))
+    value, grad = jax.jit(jax.value_and_grad(f))(jnp.float32(-100.0))
+    assert np.isposinf(value) and not np.isnan(grad)
+
+
+@pytest.mark.parametrize("raw", [100.0, -100.0])
+def test_learned_logit_at_raw_100_in_float32(raw):
+    """A learned zero-inflation probability at logit ±100 (σ(100) rounds to 1 in
+    float32, σ(−100) to 0): finite, equal to the scipy ZIP nll at the logit held to
+    [½ log tiny, −log ε] of float32."""
+    y = np.array([0, 0, 1, 3, 0, 2, 5, 0], np.float32)
+    log_rate = np.float32(0.4)
+    objective = llx.likelihood(
+        lambda p, u: p + 0 * u,  # Poisson's x_hat is the log-rate
+        llx.ZeroInflated(llx.Poisson(), jnp.float32(0.3)),
+        learn="prob",
+    )
+    f = lambda h: objective.with_learned({0: {"prob": h}})(log_rate, (y, y))
+    value, grad = jax.jit(jax.value_and_grad(f))(jnp.float32(raw))
+    assert np.isfinite(value) and np.isfinite(grad)
+    held = np.clip(raw, 0.5 * np.log(F32.tiny), -np.log(F32.eps))
+    prob = 1 / (1 + np.exp(-held))
+    pmf = st.poisson.pmf(y, np.exp(float(log_rate)))
+    expected = -np.sum(np.log(prob * (y == 0) + (1 - prob) * pmf))
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+
+
 def test_learn_errors():
     with pytest.raises(ValueError, match="has no hyperparameter 'df'"):
         llx.likelihood(linear, llx.Gaussian(1.0), learn="df")
