@@ -67,8 +67,10 @@ paths of `noise._hyperparameter_paths()`, e.g. `"components.0.scale"`) as learna
 `learn=True` takes every one that has an unconstrained parametrisation. A fit trains
 `(params, objective.learned())` on `objective.with_learned(u)(params, data)`;
 `learned()` holds unconstrained values (`log scale`, `logit prob`, ...), so learned
-values stay in their domain by construction. Priors' hyperparameters are never
-learned.
+values stay in their domain by construction; `with_learned` holds a value beyond
+what the dtype can map safely (a log-scale beyond ±44 in float32) at the edge of
+that range, with a straight-through gradient, so the objective stays finite.
+Priors' hyperparameters are never learned.
 """
 
 from __future__ import annotations
