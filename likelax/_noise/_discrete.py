@@ -31,11 +31,10 @@ __all__ = ["Bernoulli", "Binomial", "Categorical"]
 
 
 def _softplus(z: Array) -> Array:
-    r"""$\log(1+e^z) = \log(1+e^{-|z|}) + \max(z, 0)$; derivative exactly ½ at 0."""
-    pos = z > 0
-    return jnp.log1p(jnp.exp(jnp.where(pos, -z, z))) + jnp.where(
-        pos, z, jnp.zeros((), z.dtype)
-    )
+    r"""$\log(1+e^z) = \log(1+e^{-|z|}) + \max(z, 0)$, select-free (so XLA fuses it
+    into a reduction). $-|z|$ is written $\min(z, -z)$: `min` and `max` split a tie
+    evenly, so the derivative at 0 is exactly ½ (`abs` would give it slope 1)."""
+    return jnp.log1p(jnp.exp(jnp.minimum(z, -z))) + jnp.maximum(z, jnp.zeros((), z.dtype))
 
 
 # ------------------------------------------------------------------ Bernoulli
