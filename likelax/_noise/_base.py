@@ -20,7 +20,6 @@ compute dtype, with `x` already inside the support. The public methods here add:
 from __future__ import annotations
 
 import abc
-import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -306,7 +305,8 @@ class AbstractNoise(eqx.Module):
             x_hat = x_hat.reshape((1,) * rank + x_hat.shape)
         if where is not None:
             where = _to_rank(where, rank)
-        return self._prepared(ct, rank), x, x_hat, where, ct, out
+        m, check, carried = self._prepared(ct, rank)._guarded(ct)
+        return m, None if carried else check, x, x_hat, where, out
 
     def _mask_nan_and_support(self, x: Array):
         """(ok, x_safe): ok is True where x is possible or NaN."""
@@ -329,28 +329,48 @@ class AbstractNoise(eqx.Module):
             for field, domain in self._domains.items()
         ]
 
-    def _checked(self, m: AbstractNoise, value: Array) -> Array:
-        """`value` with the hyperparameter checks of `m` attached, as a scalar.
+    def _guarded(self, dtype: Any) -> tuple[AbstractNoise, Array | None, bool]:
+        """This (prepared) module with its value checks attached; the check; and
+        whether a floating leaf carries it.
 
-        Checks on: `value + error_if(0, any violation, message)` per domain; checks
-        off: `value + (0 if valid else NaN)`, so invalid hyperparameters give NaN,
-        never a finite value. The check is a scalar added to the result: the
-        per-element computation is untouched, so XLA still fuses the nll into the
-        reduction that consumes it (a select or a callback on the full nll array
-        would make it write the whole array out).
+        The check is one scalar of `dtype`: 0 when every hyperparameter is valid,
+        otherwise, checks on, a runtime error with the first violation's message
+        (one `eqx.branched_error_if`), checks off, NaN. It is added to every
+        floating leaf of the module, so whatever reads a hyperparameter — the
+        value, or a gradient that does not need the value (`jit(grad)` drops an
+        unused value) — keeps the check. Being a scalar it leaves the per-element
+        computation untouched, so XLA still fuses the nll into the reduction that
+        consumes it (a select or a callback on the full nll array would make it
+        write the whole array out). Where the leaves may not carry it (checks
+        off; `predict`, which need not read every hyperparameter) the callers add
+        it to the result as well.
         """
-        violations = m._violations()
-        if not violations or not jnp.issubdtype(value.dtype, jnp.inexact):
-            return value
-        zero = jnp.zeros((), value.dtype)
+        violations = self._violations()
+        if not violations:
+            return self, None, False
+        bad = jnp.stack([jnp.any(b) for _, b in violations])
+        zero = jnp.zeros((), dtype)
         if get_checks() == "off":
-            valid = ~functools.reduce(
-                jnp.logical_or, [jnp.any(bad) for _, bad in violations]
-            )
-            return value + jnp.where(valid, zero, jnp.nan)
-        for msg, bad in violations:
-            value = value + eqx.error_if(zero, jnp.any(bad), msg)
-        return value
+            check = jnp.where(jnp.any(bad), jnp.asarray(jnp.nan, dtype), zero)
+        else:
+            msgs = [msg for msg, _ in violations]
+            check = eqx.branched_error_if(zero, jnp.any(bad), jnp.argmax(bad), msgs)
+        # With checks off, a NaN hyperparameter need not make the value NaN (a
+        # support test `x <= n` is False for n = NaN): the result carries it too.
+        carried = get_checks() != "off" and any(
+            eqx.is_inexact_array(v) for v in jax.tree.leaves(self)
+        )
+        guarded = jax.tree.map(
+            lambda v: v + check.astype(v.dtype) if eqx.is_inexact_array(v) else v,
+            self,
+        )
+        return guarded, check, carried
+
+    @staticmethod
+    def _checked(check: Array | None, value: Array) -> Array:
+        if check is None or not jnp.issubdtype(value.dtype, jnp.inexact):
+            return value
+        return value + check.astype(value.dtype)
 
     def _strict(self, value: Array, x: Array) -> Array:
         """In `"strict"` mode, raise when an observation has probability 0."""
@@ -383,7 +403,7 @@ class AbstractNoise(eqx.Module):
         return self._masked(type(self)._loss, x, x_hat)
 
     def _evaluate(self, formula, x, x_hat, where, method) -> Array:
-        m, x, x_hat, where, _, out = self._inputs(x, x_hat, where, method)
+        m, check, x, x_hat, where, out = self._inputs(x, x_hat, where, method)
         if where is not None:
             safe_x = self._safe_x if self._safe_x is not None else 0
             x = jnp.where(where, x, jnp.asarray(safe_x, x.dtype))
@@ -392,7 +412,7 @@ class AbstractNoise(eqx.Module):
         value = m._masked(formula, x, x_hat)
         if where is not None:
             value = jnp.where(where, value, jnp.zeros((), value.dtype))
-        return self._strict(self._checked(m, value), x).astype(out)
+        return self._strict(self._checked(check, value), x).astype(out)
 
     def nll(
         self, x: ArrayLike, x_hat: ArrayLike, where: Bool[ArrayLike, ...] | None = None
@@ -426,27 +446,28 @@ class AbstractNoise(eqx.Module):
         lead = rank - (x_hat.ndim - k)
         if lead > 0 and (x_hat.ndim > k or k > 0):
             x_hat = x_hat.reshape((1,) * lead + x_hat.shape)
-        return self._prepared(ct, rank), x_hat, batch, ct, out
+        m, check, _ = self._prepared(ct, rank)._guarded(ct)
+        return m, check, x_hat, batch, out
 
     def predict(self, x_hat: ArrayLike) -> Array:
         """The optimal point prediction under this noise (see the family)."""
-        m, x_hat, _, _, out = self._x_hat_only(x_hat, "predict")
-        return self._checked(m, m._predict(x_hat)).astype(out)
+        m, check, x_hat, _, out = self._x_hat_only(x_hat, "predict")
+        return self._checked(check, m._predict(x_hat)).astype(out)
 
     def sample(
         self, key: PRNGKeyArray, x_hat: ArrayLike, shape: tuple[int, ...] = ()
     ) -> Array:
         """Draw observations, of shape `shape + batch_shape`."""
         shape = tuple(shape)
-        m, x_hat, batch, _, out = self._x_hat_only(x_hat, "sample", len(shape))
-        draws = self._checked(m, m._sample(key, x_hat, shape + batch))
+        m, check, x_hat, batch, out = self._x_hat_only(x_hat, "sample", len(shape))
+        draws = self._checked(check, m._sample(key, x_hat, shape + batch))
         if jnp.issubdtype(draws.dtype, jnp.floating):
             draws = draws.astype(out)
         return draws
 
     def _univariate(self, formula, x, x_hat, method) -> Array:
-        m, x, x_hat, _, _, out = self._inputs(x, x_hat, None, method)
-        return self._checked(m, formula(m, x, x_hat)).astype(out)
+        m, check, x, x_hat, _, out = self._inputs(x, x_hat, None, method)
+        return self._checked(check, formula(m, x, x_hat)).astype(out)
 
     def cdf(self, x: ArrayLike, x_hat: ArrayLike) -> Array:
         r"""$P(X \le x \mid \hat x)$."""

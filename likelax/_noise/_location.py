@@ -50,18 +50,33 @@ def _broadcast_location(noise: AbstractNoise, x_hat: Array) -> Array:
     return jnp.broadcast_to(x_hat, jnp.broadcast_shapes(x_hat.shape, *shapes))
 
 
+@jax.custom_jvp
 def _log1p_square(w: Array) -> Array:
     r"""$\log(1 + w^2)$ for any finite $w$, with one `log1p` per element.
 
     For $|w| > 1/\epsilon$ the square would overflow (float32: $|w| > 1.8\cdot10^{19}$)
     while $\log(1+w^2) = 2\log|w|$ to working precision; there $2\,\mathrm{log1p}(|w|)$
-    is used (relative error below $\epsilon/\log|w|$).
+    is used (relative error below $\epsilon/\log|w|$). The derivative
+    $2w/(1+w^2)$ is written as $2/(w + 1/w)$ (no overflow, no select).
+    (A select-free value, $v = \log(1 + t\min(t, B))$ corrected by
+    $\max(v - \log(1+B^2), 0)$, fuses better but overflows for $t > \max/B$.)
     """
     t = jnp.abs(w)
     big = t > 1.0 / jnp.finfo(t.dtype).eps
     q = jnp.where(big, t, t * t)
     value = jnp.log1p(q)
     return jnp.where(big, value + value, value)
+
+
+@_log1p_square.defjvp
+def _log1p_square_jvp(primals, tangents):
+    (w,), (dw,) = primals, tangents
+    return _log1p_square(w), 2.0 * _w_over_1p_w2(w) * dw
+
+
+def _w_over_1p_w2(w: Array) -> Array:
+    r"""$w/(1+w^2) = 1/(w + 1/w)$: finite for every $w$ (0 at $w = 0$ and $\pm\infty$)."""
+    return 1.0 / (w + 1.0 / w)
 
 
 def _log1mexp(v: Array) -> Array:
@@ -346,10 +361,7 @@ def _student_core_jvp(primals, tangents):
     w = z * rs
     log1p_w2 = _log1p_square(w)
     out = (0.5 * nu + 0.5) * log1p_w2
-    big = jnp.abs(w) > 1.0 / jnp.finfo(w.dtype).eps
-    wb = jnp.where(big, w, 1.0)
-    ws = jnp.where(big, 0.0, w)
-    ratio = jnp.where(big, 1.0 / wb, ws / (1.0 + ws * ws))  # w / (1 + w^2)
+    ratio = _w_over_1p_w2(w)
     tangent = jnp.zeros_like(out)
     if not isinstance(dz, SymbolicZero):
         tangent = tangent + (nu + 1.0) * rs * ratio * dz
@@ -450,22 +462,24 @@ class StudentT(AbstractNoise):
         return gauss, jnp.where(gauss, 1.0, self.df)
 
     def _loss(self, x, x_hat):
+        return self._blend(x, x_hat, 0.0)
+
+    def _nll(self, x, x_hat):
+        return self._blend(x, x_hat, self._const(x))
+
+    def _blend(self, x, x_hat, const):
+        # (½·g·g + const) + core(t) with (g, t) = (0, z) for finite df and (z, 0)
+        # for df = inf: no per-element select (which would stop XLA fusing the
+        # nll into the sum that consumes it); at df = inf, core(0) = 0 is added
+        # to the Gaussian's own expression, so it rounds the same way.
         gauss, nu = self._finite_df()
         z = standardize(x - x_hat, self.scale)
-        return jnp.where(gauss, 0.5 * z * z, _student_core(z, nu))
+        g = z * jnp.where(gauss, 1.0, 0.0)
+        t = z * jnp.where(gauss, 0.0, 1.0)
+        return (0.5 * g * g + const) + _student_core(t, nu)
 
     def _const(self, x):
         return jnp.log(self.scale) + (HALF_LOG_2PI - _student_d(self.df))
-
-    def _nll(self, x, x_hat):
-        # df = inf: the Gaussian's own expression, so that compiled programs round
-        # it the same way (XLA may fuse `a * b + c` into one fma)
-        gauss, nu = self._finite_df()
-        z = standardize(x - x_hat, self.scale)
-        log_s = jnp.log(self.scale)
-        gaussian = 0.5 * z * z + (log_s + HALF_LOG_2PI)
-        student = _student_core(z, nu) + (log_s + (HALF_LOG_2PI - _student_d(self.df)))
-        return jnp.where(gauss, gaussian, student)
 
     def _predict(self, x_hat):
         return _broadcast_location(self, x_hat)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from jaxtyping import Array
 
 LOG_2PI = 1.8378770664093453  # log(2π)
@@ -25,19 +26,32 @@ STIRLING = (
 )
 
 
+def reciprocal(scale: Array) -> Array:
+    r"""$1/s$, capped at the largest finite number (a subnormal scale would
+    otherwise give $1/s = \infty$ and $0\cdot\infty = $ NaN at a zero residual)."""
+    return jnp.minimum(1 / scale, jnp.finfo(scale.dtype).max)
+
+
+def _inverse_times(r: Array, scale: Array) -> Array:
+    # One scalar reciprocal and a multiply per element when the scale is shared
+    # (a per-element division costs several multiplies); a division otherwise.
+    return r * reciprocal(scale) if scale.size == 1 else r / scale
+
+
 @jax.custom_jvp
 def standardize(r: Array, scale: Array) -> Array:
     r"""$z = r / s$ with the derivative written as $dz = (dr - z\,ds)/s$.
 
     The plain quotient rule forms $r/s^2$, which overflows (or underflows to 0/0)
-    for tiny scales; this form stays finite wherever $z$ and $1/s$ are.
+    for tiny scales; this form stays finite wherever $z$ and $1/s$ are. A shared
+    (scalar) scale is inverted once and multiplied in.
     """
-    return r / scale
+    return _inverse_times(r, scale)
 
 
 @standardize.defjvp
 def _standardize_jvp(primals, tangents):
     r, s = primals
     dr, ds = tangents
-    z = r / s
-    return z, (dr - z * ds) / s
+    z = _inverse_times(r, s)
+    return z, _inverse_times(dr - z * ds, s)
