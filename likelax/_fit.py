@@ -532,12 +532,13 @@ def _cache_if_hashable(make, *args):
     """`make(*args)`, the same object for the same hashable arguments: a new
     optimiser object is a new static argument of the compiled loop (a retrace)."""
     try:
-        return _cached_call(make, *args)
+        hash(args)
     except TypeError:  # unhashable: made anew (retraces per call)
         return make(*args)
+    return _cached_call(make, *args)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)
 def _cached_call(make, *args):
     return make(*args)
 
@@ -587,28 +588,24 @@ def _then(first, second, v):
 def _is_line_search(optimizer, params_dyn) -> bool:
     """Whether the optimiser's state carries the objective and its gradient (optax's
     L-BFGS, `scale_by_zoom_linesearch`, ...)."""
-    shapes = _shapes(params_dyn)
-    return _cached(jax.eval_shape(optimizer.init, shapes), shapes) is not None
-
-
-def _shapes(tree):
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype), tree)
+    return _cached(jax.eval_shape(optimizer.init, params_dyn), params_dyn) is not None
 
 
 def _check_init(optimizer, tree, what: str, default: bool = False) -> None:
-    """A clear error when the optimiser cannot be initialised on `tree` (a mask or
-    partition written for another structure)."""
+    """A clear error when the optimiser cannot be initialised on `tree` (shapes; a
+    mask or partition written for another structure)."""
     try:
-        jax.eval_shape(optimizer.init, _shapes(tree))
+        jax.eval_shape(optimizer.init, tree)
     except Exception as e:
         fix = (
             "Pass `learned_optimizer=` (e.g. `optax.adam(1e-2)`) for them"
             if default
             else "A line search steps both together: write its mask for that pair"
         )
+        shapes = jax.tree.map(lambda a: a.shape, tree)
         raise TypeError(
             f"fit: `optimizer` steps {what}"
-            f"{' (by default)' if default else ''}, {jax.tree.map(jnp.shape, tree)}, "
+            f"{' (by default)' if default else ''}, {shapes}, "
             f"but cannot be initialised on them (a mask or partition written for "
             f"`params`?). {fix}. ({str(e).splitlines()[0]})"
         ) from e
@@ -618,10 +615,33 @@ def _optimizer(
     optimizer, learned_optimizer, batch_size, params_dyn, learned
 ) -> optax.GradientTransformationExtraArgs:
     """The transformation of the loop's iterate `(params, learned)` (see `fit`'s
-    `optimizer` and `learned_optimizer`)."""
+    `optimizer` and `learned_optimizer`), made once per optimiser and shapes."""
+    return _cache_if_hashable(
+        _make_optimizer,
+        optimizer,
+        learned_optimizer,
+        batch_size is None,
+        _spec(params_dyn),
+        _spec(learned),
+    )
+
+
+def _spec(tree):
+    """A hashable description of the structure, shapes and dtypes of `tree`."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((jnp.shape(a), jnp.result_type(a)) for a in leaves)
+
+
+def _make_optimizer(
+    optimizer, learned_optimizer, full_batch: bool, params_spec, learned_spec
+) -> optax.GradientTransformationExtraArgs:
+    params_dyn, learned = (
+        jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(*leaf) for leaf in leaves])
+        for treedef, leaves in (params_spec, learned_spec)
+    )
     if optimizer is None:
-        base = _default_lbfgs() if batch_size is None else _default_adam()
-        line_search = batch_size is None
+        base = _default_lbfgs() if full_batch else _default_adam()
+        line_search = full_batch
     else:
         base = _extra_args(optimizer, "optimizer")
         line_search = bool(jax.tree.leaves(learned)) and _is_line_search(base, params_dyn)
