@@ -446,7 +446,7 @@ def section_glm(args, emit) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--reps", type=int, default=5)
