@@ -250,8 +250,8 @@ def section_compile(args, emit) -> None:
     X, y = regression(n)
 
     def llx_fit():
-        opt = optax.adam(LR)  # a new optimiser object: a new program
-        return lambda: fit_value(student_t(), (X, y), opt, steps)
+        opt, objective = optax.adam(LR), student_t()  # a new optimiser: a new program
+        return lambda: fit_value(objective, (X, y), opt, steps)
 
     def hand_scan():
         scan = make_scan(likelax_loss, optax.adam(LR), steps)

@@ -442,8 +442,10 @@ def _step(problem: _Problem, data, s: _State) -> _State:
     )
 
 
-def _advance_impl(problem: _Problem, data, state: _State) -> _State:
-    """Run the loop until `problem.until` steps (or convergence / failure).
+def _advance_impl(problem: _Problem, data, state: _State):
+    """Run the loop until `problem.until` steps (or convergence / failure); the
+    state and the fitted objective (None when nothing is learned), so that the
+    constraint maps of the learned values run in this program, not eagerly.
 
     The initial point is evaluated first, outside the loop (a `cond` on `fresh`;
     under `vmap` a select: one evaluation per call, not per step), so the loop body
@@ -453,11 +455,17 @@ def _advance_impl(problem: _Problem, data, state: _State) -> _State:
             state.fresh, lambda s: _evaluate_first(problem, data, s), lambda s: s, state
         )
     until = jnp.minimum(problem.until, problem.steps)
-    return jax.lax.while_loop(
+    state = jax.lax.while_loop(
         lambda s: s.fresh | ((s.step < until) & ~s.done),
         lambda s: _step(problem, data, s),
         state,
     )
+    return state, _fitted(problem, state.x) if problem.learn else None
+
+
+def _fitted(problem: _Problem, x):
+    """The objective with the learned values of `x` (the fitted noise models)."""
+    return problem.objective.with_learned(x[1]) if problem.learn else problem.objective
 
 
 _advance = eqx.filter_jit(
@@ -474,9 +482,10 @@ def _full_value_and_grad(problem: _Problem, data, x):
     return jax.value_and_grad(lambda x_: _objective_value(problem, x_, data, None))(x)
 
 
-def _finish(problem: _Problem, data, state: _State, throw: bool) -> FitResult:
+def _finish(problem: _Problem, data, state: _State, fitted, throw: bool) -> FitResult:
     """The result: no array work here for full-batch fits (it would be a
-    compiled program of its own), only the learned values' constraint maps."""
+    compiled program of its own, or eager operations); `fitted` is the fitted
+    objective from the loop program (None: made here)."""
     x = state.x
     if problem.batch_size is None:
         value, gnorm = state.value, state.gnorm
@@ -486,7 +495,7 @@ def _finish(problem: _Problem, data, state: _State, throw: bool) -> FitResult:
     # `state.status` holds the index of a `Status` item.
     status = jax.tree.unflatten(jax.tree.structure(Status.converged), [state.status])
     params = eqx.combine(x[0], problem.params_static)
-    objective = problem.objective.with_learned(x[1]) if problem.learn else problem.objective
+    objective = _fitted(problem, x) if fitted is None else fitted
     if throw:
         for item in (Status.nonfinite, Status.budget, Status.stalled):
             value = eqx.error_if(value, status == item, "fit: " + Status[item])
@@ -629,7 +638,7 @@ def _optimizer(
 def _spec(tree):
     """A hashable description of the structure, shapes and dtypes of `tree`."""
     leaves, treedef = jax.tree.flatten(tree)
-    return treedef, tuple((jnp.shape(a), jnp.result_type(a)) for a in leaves)
+    return treedef, tuple((a.shape, a.dtype) for a in leaves)
 
 
 def _make_optimizer(
@@ -696,16 +705,20 @@ def _rows(data) -> int:
 
 def _default_tol(params_dyn, learned) -> tuple[float, float]:
     leaves = jax.tree.leaves((params_dyn, learned))
-    dtype = jnp.result_type(*leaves) if leaves else jnp.result_type(float)
+    dtype = (
+        jnp.result_type(*(a.dtype for a in leaves)) if leaves else jnp.result_type(float)
+    )
     eps = float(jnp.finfo(dtype).eps)
     return eps**0.6, 0.0
 
 
-def _learns(objective) -> bool:
+def _learned_shapes(objective):
+    """`objective.learned()` as shapes and dtypes (traced, not computed: no eager
+    operations); `{}` when nothing is learned."""
     learned = getattr(objective, "learned", None)
     if not callable(learned) or not callable(getattr(objective, "with_learned", None)):
-        return False
-    return len(jax.tree.leaves(learned())) > 0
+        return {}
+    return jax.eval_shape(learned)
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -945,8 +958,8 @@ def fit(
     # Python floats are trained like float arrays (as `jax.jit` traces them).
     params = jax.tree.map(lambda v: jnp.asarray(v) if isinstance(v, float) else v, params)
     params_dyn, params_static = eqx.partition(params, eqx.is_inexact_array)
-    learn = _learns(objective)
-    learned0 = objective.learned() if learn else {}  # pyright: ignore[reportAttributeAccessIssue]
+    learned0 = _learned_shapes(objective)
+    learn = bool(jax.tree.leaves(learned0))
     default_tol, default_ftol = _default_tol(params_dyn, learned0)
     gtol = jnp.asarray(default_tol if tol is None else tol)
     ftol_ = jnp.asarray(default_ftol if ftol is None else ftol)
@@ -981,8 +994,8 @@ def fit(
 
     if traced:
         state = _init(problem, data, params_dyn)
-        state = _advance_traced((problem, data), state)
-        return _finish(problem, data, state, throw)
+        state, fitted = _advance_traced((problem, data), state)
+        return _finish(problem, data, state, fitted, throw)
 
     path = None if checkpoint_path is None else pathlib.Path(checkpoint_path)
     resume_path = None
@@ -1003,8 +1016,8 @@ def fit(
     else:
         state = _init(problem, data, params_dyn)
 
-    state = _run(problem, data, state, progress, checkpoint_every, path)
-    result = _finish(problem, data, state, False)
+    state, fitted = _run(problem, data, state, progress, checkpoint_every, path)
+    result = _finish(problem, data, state, fitted, False)
     if throw and not bool(result.status == Status.converged):
         raise FitError("fit: " + result.message)
     return result
@@ -1049,16 +1062,18 @@ def _shard(mesh, n, data, params_dyn, objective, key):
     return data, params_dyn, objective, key
 
 
-def _run(problem, data, state, progress, checkpoint_every, path) -> _State:
+def _run(problem, data, state, progress, checkpoint_every, path):
     """The host loop: one compiled call per chunk (one call in all when neither a
-    progress bar nor checkpoints ask for chunks)."""
+    progress bar nor checkpoints ask for chunks). The final state and the fitted
+    objective of the last call (None: no call)."""
     steps = problem.steps
     step, done, fresh = jax.device_get((state.step, state.done, state.fresh))
     chunked = progress is not False or checkpoint_every is not None
+    fitted = None
     if not chunked:
         if not done:
-            state = _advance((problem, data), state)
-        return state
+            state, fitted = _advance((problem, data), state)
+        return state, fitted
 
     bar = _progress_bar(progress, steps, int(step))
     chunk = max(1, min(16, steps))
@@ -1073,8 +1088,7 @@ def _run(problem, data, state, progress, checkpoint_every, path) -> _State:
                 lambda p: p.until, problem, jnp.asarray(target, jnp.int32)
             )
             t0 = time.perf_counter()
-            new_state = _advance((chunk_problem, data), state)
-            state = new_state
+            state, fitted = _advance((chunk_problem, data), state)
             step, done, value = jax.device_get((state.step, state.done, state.value))
             fresh = False
             elapsed = time.perf_counter() - t0
@@ -1104,4 +1118,4 @@ def _run(problem, data, state, progress, checkpoint_every, path) -> _State:
             bar.close()
     if path is not None and int(step) != last_saved:
         _save(path, problem, state)
-    return state
+    return state, fitted
