@@ -410,26 +410,34 @@ def _t_log_pdf(m: Array, nu: Array) -> Array:
     return -((0.5 * nu + 0.5) * _log1p_square(w) + HALF_LOG_2PI - _student_d(nu))
 
 
-@jax.custom_jvp
-def _t_log_tail(m: Array, nu: Array) -> Array:
-    r"""$\log P(T_\nu > m)$, $m \ge 0$; its $m$-derivative is $-p(m)/P(T_\nu>m)$."""
-    return _t_log_tail_raw(m, nu)
+def _log_tail(raw, log_pdf):
+    r"""$\log P(Z > m)$ as a `custom_jvp` from its formula `raw(m, θ)`: the
+    $m$-derivative is written as $-p(m)/P(Z>m)$ = `-exp(log_pdf(m, θ) - value)`
+    (finite where the formula's own derivative would be 0/0), and $\theta$ is
+    differentiated through `raw` (skipped when $\theta$ is not differentiated)."""
+
+    @jax.custom_jvp
+    def log_tail(m: Array, theta: Array) -> Array:
+        return raw(m, theta)
+
+    def jvp(primals, tangents):
+        m, theta = primals
+        dm, dtheta = tangents
+        if isinstance(dtheta, SymbolicZero):
+            out = raw(m, theta)
+            tangent = jnp.zeros_like(out)
+        else:
+            out, tangent = jax.jvp(lambda t: raw(m, t), (theta,), (dtheta,))
+        if not isinstance(dm, SymbolicZero):
+            tangent = tangent - jnp.exp(log_pdf(m, theta) - out) * dm
+        return out, tangent
+
+    log_tail.defjvp(jvp, symbolic_zeros=True)
+    return log_tail
 
 
-def _t_log_tail_jvp(primals, tangents):
-    m, nu = primals
-    dm, dnu = tangents
-    if isinstance(dnu, SymbolicZero):
-        out = _t_log_tail_raw(m, nu)
-        tangent = jnp.zeros_like(out)
-    else:
-        out, tangent = jax.jvp(lambda n: _t_log_tail_raw(m, n), (nu,), (dnu,))
-    if not isinstance(dm, SymbolicZero):
-        tangent = tangent - jnp.exp(_t_log_pdf(m, nu) - out) * dm
-    return out, tangent
-
-
-_t_log_tail.defjvp(_t_log_tail_jvp, symbolic_zeros=True)
+# log P(T_nu > m), m >= 0
+_t_log_tail = _log_tail(_t_log_tail_raw, _t_log_pdf)
 
 
 class StudentT(AbstractNoise):
@@ -736,28 +744,13 @@ def _gn_log_tail_raw(m: Array, power: Array) -> Array:
     return log_q - LOG_2
 
 
-@jax.custom_jvp
-def _gn_log_tail(m: Array, power: Array) -> Array:
-    r"""$\log P(Z > m)$ for the standard generalized normal; $m$-derivative
-    $-p(m)/P(Z>m)$ (finite at $m = 0$ for every power)."""
-    return _gn_log_tail_raw(m, power)
+def _gn_log_pdf(m: Array, power: Array) -> Array:
+    return -(_abs_power(m, power) + LOG_2 + gammaln(1.0 + 1.0 / power))
 
 
-def _gn_log_tail_jvp(primals, tangents):
-    m, power = primals
-    dm, dpower = tangents
-    if isinstance(dpower, SymbolicZero):
-        out = _gn_log_tail_raw(m, power)
-        tangent = jnp.zeros_like(out)
-    else:
-        out, tangent = jax.jvp(lambda b: _gn_log_tail_raw(m, b), (power,), (dpower,))
-    if not isinstance(dm, SymbolicZero):
-        log_pdf = -(_abs_power(m, power) + LOG_2 + gammaln(1.0 + 1.0 / power))
-        tangent = tangent - jnp.exp(log_pdf - out) * dm
-    return out, tangent
-
-
-_gn_log_tail.defjvp(_gn_log_tail_jvp, symbolic_zeros=True)
+# log P(Z > m) for the standard generalized normal (finite m-derivative at m = 0
+# for every power)
+_gn_log_tail = _log_tail(_gn_log_tail_raw, _gn_log_pdf)
 
 
 class GeneralizedNormal(AbstractNoise):
