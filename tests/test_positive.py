@@ -364,6 +364,34 @@ def test_vonmises_log_cdf_and_log_sf_in_deep_tails(kappa, r):
     assert float(vm.log_sf(x_hat - r, x_hat)) == pytest.approx(ref, rel=1e-11)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vonmises_loss_and_derivative_match_mpmath_over_many_turns(dtype):
+    """The loss 2 k sin^2(d/2) and its derivative -k sin(d) in x_hat, d = x - x_hat,
+    to a few ulps at residuals from tiny to many turns, near 0 and near +-pi
+    (the reduction by 2 pi and the polynomials behind them)."""
+    rng = np.random.default_rng(7)
+    turns = 1e5 if dtype == np.float64 else 1e3
+    tiny = -30 if dtype == np.float64 else -15  # the loss stays a normal number
+    d = np.concatenate(
+        [
+            rng.uniform(-4.0, 4.0, 200),
+            rng.uniform(-turns, turns, 200),
+            10.0 ** rng.uniform(tiny, 0, 50),
+            np.pi + np.array([0.0, 1e-3, -1e-3]),
+            2 * np.pi * np.array([1.0, 7.0, -300.0]),
+        ]
+    ).astype(dtype)
+    noise = llx.VonMises(dtype(3.0))
+    loss, grad = jax.jit(
+        jax.vmap(jax.value_and_grad(lambda xh, x: noise.loss(x, xh)), in_axes=(None, 0))
+    )(dtype(0.0), jnp.asarray(d))
+    want_loss = np.array([float(6 * mp.sin(mp.mpf(float(v)) / 2) ** 2) for v in d])
+    want_grad = np.array([float(-3 * mp.sin(mp.mpf(float(v)))) for v in d])
+    eps = float(np.finfo(dtype).eps)
+    np.testing.assert_allclose(loss, want_loss, rtol=8 * eps, atol=0)
+    np.testing.assert_allclose(grad, want_grad, rtol=0, atol=3 * 8 * eps)
+
+
 def test_vonmises_cdf_convention_and_derivatives():
     """cdf in [0, 1) on the turn [x_hat - pi, x_hat + pi), 2 pi periodic, agreeing
     with scipy's standard cdf of the wrapped residual; d cdf / dx is the density and
