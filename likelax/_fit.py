@@ -69,7 +69,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
 
-from ._objective import held_out
+from ._objective import AbstractObjective, held_out
 
 __all__ = ["FitError", "FitResult", "Status", "fit"]
 
@@ -715,6 +715,8 @@ def _default_tol(params_dyn, learned) -> tuple[float, float]:
 def _learned_shapes(objective):
     """`objective.learned()` as shapes and dtypes (traced, not computed: no eager
     operations); `{}` when nothing is learned."""
+    if isinstance(objective, AbstractObjective):
+        return objective._learned_shapes()
     learned = getattr(objective, "learned", None)
     if not callable(learned) or not callable(getattr(objective, "with_learned", None)):
         return {}

@@ -656,20 +656,31 @@ class AbstractObjective(eqx.Module):
     def learned(self) -> dict[int, dict[str, Array]]:
         """`{term index: {hyperparameter path: unconstrained value}}` for every term
         with learnable hyperparameters (`{}` when none)."""
-        out = {}
-        for i, t in enumerate(self.terms):
-            if isinstance(t, Likelihood) and t.learn:
-                out[i] = unconstrained(t.noise, list(t.learn))
-        return out
+        return {i: unconstrained(t.noise, list(t.learn)) for i, t in self._learning()}
+
+    def _learned_shapes(self) -> dict[int, dict[str, jax.ShapeDtypeStruct]]:
+        """The shapes and dtypes of `learned()`, without computing it (the maps to
+        the real line keep both)."""
+        return {
+            i: {
+                p: jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v))
+                for p in t.learn
+                for v in [_resolve_path(t.noise, p)]
+            }
+            for i, t in self._learning()
+        }
+
+    def _learning(self) -> list[tuple[int, Likelihood]]:
+        return [
+            (i, t)
+            for i, t in enumerate(self.terms)
+            if isinstance(t, Likelihood) and t.learn
+        ]
 
     def with_learned(self, tree: Mapping[int, Mapping[str, Any]]) -> AbstractObjective:
         """The objective with its learnable hyperparameters set from unconstrained
         values (the structure `learned()` returns)."""
-        expected = {
-            i: set(t.learn)
-            for i, t in enumerate(self.terms)
-            if isinstance(t, Likelihood) and t.learn
-        }
+        expected = {i: set(t.learn) for i, t in self._learning()}
         got = {i: set(v) for i, v in dict(tree).items()}
         if got != expected:
             raise ValueError(
