@@ -13,6 +13,7 @@ tail (`_symmetric_cdfs`).
 
 from __future__ import annotations
 
+import abc
 import math
 
 import jax
@@ -135,6 +136,27 @@ def _finite(x: Array) -> Array:
 # ---------------------------------------------------------------------- Gaussian
 
 
+class _LocationFamily(AbstractNoise):
+    """A family whose `predict` is `x_hat` (a centre of symmetry, median or
+    quantile) and whose cdf and log tails all come from one `_tails`."""
+
+    @abc.abstractmethod
+    def _tails(self, x: Array, x_hat: Array) -> tuple[Array, Array, Array]:
+        """(cdf, log_cdf, log_sf) at x."""
+
+    def _predict(self, x_hat):
+        return _broadcast_location(self, x_hat)
+
+    def _cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[0]
+
+    def _log_cdf(self, x, x_hat):
+        return self._tails(x, x_hat)[1]
+
+    def _log_sf(self, x, x_hat):
+        return self._tails(x, x_hat)[2]
+
+
 class Gaussian(AbstractNoise):
     r"""Gaussian noise: $-\log p(x\mid\hat x) = \tfrac12 z^2 + \log s + \tfrac12\log 2\pi$,
     $z = (x-\hat x)/s$.
@@ -176,7 +198,7 @@ class Gaussian(AbstractNoise):
 # ----------------------------------------------------------------------- Laplace
 
 
-class Laplace(AbstractNoise):
+class Laplace(_LocationFamily):
     r"""Laplace noise: $-\log p(x\mid\hat x) = |z| + \log 2s$, $z = (x-\hat x)/s$.
 
     `x_hat` is the median (and the mean); `predict` returns it. `loss` drops
@@ -197,24 +219,12 @@ class Laplace(AbstractNoise):
     def _const(self, x):
         return jnp.log(self.scale) + LOG_2
 
-    def _predict(self, x_hat):
-        return _broadcast_location(self, x_hat)
-
     def _sample(self, key, x_hat, shape):
         return x_hat + self.scale * jax.random.laplace(key, shape, x_hat.dtype)
 
     def _tails(self, x, x_hat):
         z = standardize(x - x_hat, self.scale)
         return _symmetric_cdfs(-_abs_right(z) - LOG_2, z)
-
-    def _cdf(self, x, x_hat):
-        return self._tails(x, x_hat)[0]
-
-    def _log_cdf(self, x, x_hat):
-        return self._tails(x, x_hat)[1]
-
-    def _log_sf(self, x, x_hat):
-        return self._tails(x, x_hat)[2]
 
 
 # ------------------------------------------------------------ Student-t, Cauchy
@@ -440,7 +450,7 @@ def _log_tail(raw, log_pdf):
 _t_log_tail = _log_tail(_t_log_tail_raw, _t_log_pdf)
 
 
-class StudentT(AbstractNoise):
+class StudentT(_LocationFamily):
     r"""Student-t noise with `df` $=\nu$ degrees of freedom:
 
     $$-\log p(x\mid\hat x) = \tfrac{\nu+1}2\log\!\big(1+\tfrac{z^2}\nu\big) + \log s
@@ -497,9 +507,6 @@ class StudentT(AbstractNoise):
     def _const(self, x):
         return jnp.log(self.scale) + (HALF_LOG_2PI - _student_d(self.df))
 
-    def _predict(self, x_hat):
-        return _broadcast_location(self, x_hat)
-
     def _sample(self, key, x_hat, shape):
         gauss, nu = self._finite_df()
         k1, k2 = jax.random.split(key)
@@ -518,17 +525,8 @@ class StudentT(AbstractNoise):
         log_tail = jnp.where(gauss, _log_ndtr(-m), _t_log_tail(m, nu))
         return _symmetric_cdfs(log_tail, z)
 
-    def _cdf(self, x, x_hat):
-        return self._tails(x, x_hat)[0]
 
-    def _log_cdf(self, x, x_hat):
-        return self._tails(x, x_hat)[1]
-
-    def _log_sf(self, x, x_hat):
-        return self._tails(x, x_hat)[2]
-
-
-class Cauchy(AbstractNoise):
+class Cauchy(_LocationFamily):
     r"""Cauchy noise: $-\log p(x\mid\hat x) = \log(1+z^2) + \log \pi s$,
     $z = (x-\hat x)/s$ (Student-t with one degree of freedom).
 
@@ -555,9 +553,6 @@ class Cauchy(AbstractNoise):
     def _const(self, x):
         return jnp.log(self.scale) + LOG_PI
 
-    def _predict(self, x_hat):
-        return _broadcast_location(self, x_hat)
-
     def _sample(self, key, x_hat, shape):
         return x_hat + self.scale * jax.random.cauchy(key, shape, x_hat.dtype)
 
@@ -565,15 +560,6 @@ class Cauchy(AbstractNoise):
         z = standardize(x - x_hat, self.scale)
         log_tail = jnp.log(jnp.arctan2(1.0, _abs_right(z))) - LOG_PI
         return _symmetric_cdfs(log_tail, z)
-
-    def _cdf(self, x, x_hat):
-        return self._tails(x, x_hat)[0]
-
-    def _log_cdf(self, x, x_hat):
-        return self._tails(x, x_hat)[1]
-
-    def _log_sf(self, x, x_hat):
-        return self._tails(x, x_hat)[2]
 
 
 # ------------------------------------------------------------------------- Huber
@@ -599,7 +585,7 @@ def _huber_log_norm(delta: Array) -> Array:
     return jnp.where(small, log_small, jnp.where(gauss, HALF_LOG_2PI, log_large))
 
 
-class Huber(AbstractNoise):
+class Huber(_LocationFamily):
     r"""Huber noise: $p(x\mid\hat x) = \frac{1}{s Z_\delta}\exp(-\rho_\delta(z))$,
     $z = (x-\hat x)/s$, with the Huber function
     $\rho_\delta(z) = \tfrac12 z^2$ for $|z|\le\delta$ and
@@ -644,9 +630,6 @@ class Huber(AbstractNoise):
     def _const(self, x):
         return jnp.log(self.scale) + _huber_log_norm(self.delta)
 
-    def _predict(self, x_hat):
-        return _broadcast_location(self, x_hat)
-
     def _sample(self, key, x_hat, shape):
         delta = self.delta
         gauss = jnp.isinf(delta)
@@ -679,15 +662,6 @@ class Huber(AbstractNoise):
         mm = jnp.where(in_tail, -df, m)
         middle = HALF_LOG_2PI - log_z + jnp.logaddexp(_log_ndtr(mm), log_c)
         return _symmetric_cdfs(jnp.where(in_tail, left, middle), z)
-
-    def _cdf(self, x, x_hat):
-        return self._tails(x, x_hat)[0]
-
-    def _log_cdf(self, x, x_hat):
-        return self._tails(x, x_hat)[1]
-
-    def _log_sf(self, x, x_hat):
-        return self._tails(x, x_hat)[2]
 
 
 # ------------------------------------------------------------- GeneralizedNormal
@@ -753,7 +727,7 @@ def _gn_log_pdf(m: Array, power: Array) -> Array:
 _gn_log_tail = _log_tail(_gn_log_tail_raw, _gn_log_pdf)
 
 
-class GeneralizedNormal(AbstractNoise):
+class GeneralizedNormal(_LocationFamily):
     r"""Generalized normal (exponential power) noise with shape `power` $=\beta$:
 
     $$-\log p(x\mid\hat x) = |z|^\beta + \log 2s + \log\Gamma(1 + 1/\beta),
@@ -788,9 +762,6 @@ class GeneralizedNormal(AbstractNoise):
     def _const(self, x):
         return jnp.log(self.scale) + LOG_2 + gammaln(1.0 + 1.0 / self.power)
 
-    def _predict(self, x_hat):
-        return _broadcast_location(self, x_hat)
-
     def _sample(self, key, x_hat, shape):
         k1, k2 = jax.random.split(key)
         a = jnp.broadcast_to(1.0 / self.power, shape)
@@ -802,20 +773,11 @@ class GeneralizedNormal(AbstractNoise):
         z = standardize(x - x_hat, self.scale)
         return _symmetric_cdfs(_gn_log_tail(_abs_right(z), self.power), z)
 
-    def _cdf(self, x, x_hat):
-        return self._tails(x, x_hat)[0]
-
-    def _log_cdf(self, x, x_hat):
-        return self._tails(x, x_hat)[1]
-
-    def _log_sf(self, x, x_hat):
-        return self._tails(x, x_hat)[2]
-
 
 # ------------------------------------------------------------- AsymmetricLaplace
 
 
-class AsymmetricLaplace(AbstractNoise):
+class AsymmetricLaplace(_LocationFamily):
     r"""Asymmetric Laplace noise, the likelihood of quantile regression:
 
     $$p(x\mid\hat x) = \frac{\tau(1-\tau)}{s}\exp\!\big(-\rho_\tau(z)\big),\quad
@@ -850,9 +812,6 @@ class AsymmetricLaplace(AbstractNoise):
         tau = self.quantile
         return jnp.log(self.scale) - jnp.log(tau) - jnp.log1p(-tau)
 
-    def _predict(self, x_hat):
-        return _broadcast_location(self, x_hat)
-
     def _sample(self, key, x_hat, shape):
         tau = self.quantile
         k1, k2 = jax.random.split(key)
@@ -871,12 +830,3 @@ class AsymmetricLaplace(AbstractNoise):
         log_cdf = jnp.where(below, jnp.log(tau) + exponent, jnp.log1p(-(1.0 - tau) * e))
         log_sf = jnp.where(below, jnp.log1p(-tau * e), jnp.log1p(-tau) + exponent)
         return cdf, log_cdf, log_sf
-
-    def _cdf(self, x, x_hat):
-        return self._tails(x, x_hat)[0]
-
-    def _log_cdf(self, x, x_hat):
-        return self._tails(x, x_hat)[1]
-
-    def _log_sf(self, x, x_hat):
-        return self._tails(x, x_hat)[2]
