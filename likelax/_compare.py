@@ -25,24 +25,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._fit import _fingerprint_program
 from ._noise._base import AbstractNoise
 from ._objective import Likelihood
 
-__all__ = ["Comparison", "compare", "data_fingerprint", "select_noise"]
+__all__ = ["Comparison", "compare", "select_noise"]
 
 
-def data_fingerprint(data: Any) -> np.ndarray:
-    """A cheap fingerprint of a data pytree: its size and float64 moments per leaf.
-
-    Two fits are "on the same data" when their fingerprints agree (to rounding).
-    """
-    leaves = [jnp.asarray(leaf) for leaf in jax.tree.leaves(data)]
-    parts = []
-    for leaf in leaves:
-        a = np.asarray(leaf, dtype=np.float64).ravel()
-        a = np.where(np.isfinite(a), a, 0.0)
-        parts += [a.size, a.sum(), (a * a).sum(), (a * np.arange(a.size) % 7).sum()]
-    return np.asarray(parts, dtype=np.float64)
+def _same_data(a: Any, b: Any) -> bool:
+    """Fingerprints (see `data_fingerprint`) equal up to summation-order rounding:
+    per leaf `(n, Σa, Σa², Σ w·a)`, sums within 1e-4 of their scale (`√(nΣa²)`
+    bounds `Σ|a|`)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape[-1:] != b.shape[-1:]:
+        return False
+    a, b = np.broadcast_arrays(a, b)  # a result from a vmapped fit is batched
+    a, b = a.reshape(-1, 4), b.reshape(-1, 4)
+    if not np.array_equal(a[:, 0], b[:, 0]):
+        return False
+    scale = np.sqrt(a[:, 0] * np.maximum(a[:, 2], b[:, 2]))[:, None]
+    return bool(np.all(np.abs(a[:, 1:] - b[:, 1:]) <= 1e-4 * scale + 1e-30))
 
 
 def _noises(tree: Any) -> list[AbstractNoise]:
@@ -186,7 +188,7 @@ def compare(
         )
     if criterion == "held_out" and held_out is None:
         raise ValueError("compare: criterion 'held_out' needs `held_out=` data")
-    finger = data_fingerprint(data)
+    finger = _fingerprint_program(data)
     n = _n_obs(data)
     rows = []
     for name, result in results.items():
@@ -199,9 +201,7 @@ def compare(
                         "ranked against likelihoods."
                     )
         theirs = getattr(result, "data_fingerprint", None)
-        if theirs is not None and not np.allclose(
-            np.asarray(theirs), finger, rtol=1e-9, atol=1e-9
-        ):
+        if theirs is not None and not _same_data(theirs, finger):
             raise ValueError(
                 f"compare: {name!r} was fitted on different data from the `data` "
                 "given (and possibly from the others): results are only comparable "

@@ -140,7 +140,9 @@ class FitResult(eqx.Module):
       step `steps + 1` was rejected);
     - `value`: the exact objective at `params` (on the full data, also for
       minibatch fits); `grad_norm`: the Euclidean norm of its gradient over every
-      trained leaf (parameters and learned hyperparameters).
+      trained leaf (parameters and learned hyperparameters);
+    - `data_fingerprint`: a few moments of the data the fit saw (`llx.compare`
+      refuses to rank results fitted on different data).
 
     Under `jax.vmap` every field is batched.
     """
@@ -152,6 +154,7 @@ class FitResult(eqx.Module):
     steps: Array
     value: Array
     grad_norm: Array
+    data_fingerprint: Array
 
     @property
     def converged(self) -> Array:
@@ -444,8 +447,8 @@ def _step(problem: _Problem, data, s: _State) -> _State:
 
 def _advance_impl(problem: _Problem, data, state: _State):
     """Run the loop until `problem.until` steps (or convergence / failure); the
-    state and the fitted objective (None when nothing is learned), so that the
-    constraint maps of the learned values run in this program, not eagerly.
+    state and `(fitted objective, data fingerprint)`: the fitted objective (None when
+    nothing is learned) and the fingerprint are made in this program, not eagerly.
 
     The initial point is evaluated first, outside the loop (a `cond` on `fresh`;
     under `vmap` a select: one evaluation per call, not per step), so the loop body
@@ -460,7 +463,8 @@ def _advance_impl(problem: _Problem, data, state: _State):
         lambda s: _step(problem, data, s),
         state,
     )
-    return state, _fitted(problem, state.x) if problem.learn else None
+    fitted = _fitted(problem, state.x) if problem.learn else None
+    return state, (fitted, data_fingerprint(data))
 
 
 def _fitted(problem: _Problem, x):
@@ -482,10 +486,31 @@ def _full_value_and_grad(problem: _Problem, data, x):
     return jax.value_and_grad(lambda x_: _objective_value(problem, x_, data, None))(x)
 
 
-def _finish(problem: _Problem, data, state: _State, fitted, throw: bool) -> FitResult:
+def data_fingerprint(data: PyTree) -> Array:
+    """A cheap fingerprint of a data pytree (traceable): per leaf, its size, sum,
+    sum of squares and a position-weighted sum (non-finite entries count as 0), in
+    the leaf's floating dtype. Two fits are on the same data when their
+    fingerprints agree to rounding (`llx.compare` checks it)."""
+    parts = []
+    for leaf in jax.tree.leaves(data):
+        a = jnp.ravel(jnp.asarray(leaf))
+        dtype = a.dtype if jnp.issubdtype(a.dtype, jnp.floating) else jnp.result_type(float)
+        a = a.astype(dtype)
+        a = jnp.where(jnp.isfinite(a), a, jnp.zeros((), dtype))
+        weight = (jnp.arange(a.size) % 7).astype(dtype)
+        sums = [jnp.sum(a), jnp.sum(a * a), jnp.sum(a * weight)]
+        parts += [jnp.asarray(a.size, jnp.float32)] + [v.astype(jnp.float32) for v in sums]
+    return jnp.stack(parts) if parts else jnp.zeros((0,), jnp.float32)
+
+
+_fingerprint_program = jax.jit(data_fingerprint)
+
+
+def _finish(problem: _Problem, data, state: _State, outs, throw: bool) -> FitResult:
     """The result: no array work here for full-batch fits (it would be a
-    compiled program of its own, or eager operations); `fitted` is the fitted
-    objective from the loop program (None: made here)."""
+    compiled program of its own, or eager operations); `outs` is the fitted
+    objective and data fingerprint from the loop program (None: made here)."""
+    fitted, finger = (None, _fingerprint_program(data)) if outs is None else outs
     x = state.x
     if problem.batch_size is None:
         value, gnorm = state.value, state.gnorm
@@ -507,6 +532,7 @@ def _finish(problem: _Problem, data, state: _State, fitted, throw: bool) -> FitR
         steps=state.step,
         value=value,
         grad_norm=gnorm,
+        data_fingerprint=finger,
     )
 
 
@@ -996,8 +1022,8 @@ def fit(
 
     if traced:
         state = _init(problem, data, params_dyn)
-        state, fitted = _advance_traced((problem, data), state)
-        return _finish(problem, data, state, fitted, throw)
+        state, outs = _advance_traced((problem, data), state)
+        return _finish(problem, data, state, outs, throw)
 
     path = None if checkpoint_path is None else pathlib.Path(checkpoint_path)
     resume_path = None
@@ -1018,8 +1044,8 @@ def fit(
     else:
         state = _init(problem, data, params_dyn)
 
-    state, fitted = _run(problem, data, state, progress, checkpoint_every, path)
-    result = _finish(problem, data, state, fitted, False)
+    state, outs = _run(problem, data, state, progress, checkpoint_every, path)
+    result = _finish(problem, data, state, outs, False)
     if throw and not bool(result.status == Status.converged):
         raise FitError("fit: " + result.message)
     return result
@@ -1066,16 +1092,16 @@ def _shard(mesh, n, data, params_dyn, objective, key):
 
 def _run(problem, data, state, progress, checkpoint_every, path):
     """The host loop: one compiled call per chunk (one call in all when neither a
-    progress bar nor checkpoints ask for chunks). The final state and the fitted
-    objective of the last call (None: no call)."""
+    progress bar nor checkpoints ask for chunks). The final state and the extra
+    outputs of the last call (None: no call)."""
     steps = problem.steps
     step, done, fresh = jax.device_get((state.step, state.done, state.fresh))
     chunked = progress is not False or checkpoint_every is not None
-    fitted = None
+    outs = None
     if not chunked:
         if not done:
-            state, fitted = _advance((problem, data), state)
-        return state, fitted
+            state, outs = _advance((problem, data), state)
+        return state, outs
 
     bar = _progress_bar(progress, steps, int(step))
     chunk = max(1, min(16, steps))
@@ -1090,7 +1116,7 @@ def _run(problem, data, state, progress, checkpoint_every, path):
                 lambda p: p.until, problem, jnp.asarray(target, jnp.int32)
             )
             t0 = time.perf_counter()
-            state, fitted = _advance((chunk_problem, data), state)
+            state, outs = _advance((chunk_problem, data), state)
             step, done, value = jax.device_get((state.step, state.done, state.value))
             fresh = False
             elapsed = time.perf_counter() - t0
@@ -1120,4 +1146,4 @@ def _run(problem, data, state, progress, checkpoint_every, path):
             bar.close()
     if path is not None and int(step) != last_saved:
         _save(path, problem, state)
-    return state, fitted
+    return state, outs

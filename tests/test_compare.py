@@ -85,6 +85,20 @@ def test_compare_argument_errors(stackloss):
         llx.compare({"a": ok}, (X, y), criterion="r2")
 
 
+def test_compare_refuses_results_fitted_on_different_data(stackloss):
+    X, y = stackloss
+    objective = llx.likelihood(linear, llx.Gaussian(3.0))
+    full = llx.fit(objective, P0, (X, y))
+    first = llx.fit(objective, P0, (X[:16], y[:16]))
+    shifted = llx.fit(objective, P0, (X, y.at[3].add(1.0)))
+    with pytest.raises(ValueError, match="fitted on different data"):
+        llx.compare({"full": full, "first16": first}, (X, y))
+    with pytest.raises(ValueError, match="fitted on different data"):
+        llx.compare({"full": full, "shifted": shifted}, (X, y))
+    # the same data as numpy arrays
+    assert llx.compare({"a": full}, (np.asarray(X), np.asarray(y))).best == "a"
+
+
 def test_select_noise_equals_separate_fits(stackloss):
     X, y = stackloss
     candidates = {
