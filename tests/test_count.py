@@ -302,3 +302,45 @@ def test_negative_binomial_grid_against_mpmath(dtype):
     want = np.array([_mp_nb_nll(*map(float, c)) for c in zip(x, eta, r, strict=True)])
     tol = 1e-5 if dtype == jnp.float32 else 1e-12
     assert np.max(np.abs(got - want) / np.maximum(1, np.abs(want))) < tol
+
+
+def test_negative_binomial_gradients_against_mpmath():
+    """d/deta and d/dr in every regime of the derivative (x below / above 8, r below
+    / at / above 8, r up to 1e9 where d/dr ~ 1/r^2 is a difference of ~1/r terms),
+    float64, to 1e-13 relative plus a few ulps of the terms that cancel."""
+    grid = [
+        (r, x, np.log(mu))
+        for r in (0.3, 2.5, 8.0, 30.0, 1e3, 1e6, 1e9)
+        for x in (0.0, 3.0, 7.0, 8.0, 20.0, 1000.0)
+        for mu in (0.5, x + 2.7, 150.0)
+    ]
+    r, x, eta = (np.asarray(c) for c in zip(*grid, strict=True))
+    f = jax.vmap(jax.grad(lambda e, r, x: llx.NegativeBinomial(r).nll(x, e), (0, 1)))
+    d_eta, d_r = jax.jit(f)(eta, r, x)
+    scale = x + np.exp(eta)
+
+    def nll(k, e, rr):  # in mpmath numbers, for mpmath.diff
+        mu = mpmath.exp(e)
+        return (
+            -mpmath.loggamma(k + rr)
+            + mpmath.loggamma(rr)
+            + mpmath.loggamma(k + 1)
+            - rr * mpmath.log(rr / (rr + mu))
+            - k * mpmath.log(mu / (rr + mu))
+        )
+
+    with mpmath.workdps(60):
+        want = np.array(
+            [
+                [
+                    float(mpmath.diff(lambda v: nll(k, v, rr), e)),
+                    float(mpmath.diff(lambda v: nll(k, e, v), rr)),
+                ]
+                for rr, k, e in ((mpmath.mpf(float(c)) for c in row) for row in grid)
+            ]
+        )
+    # d/deta = r s - x (1 - s) cancels near x = mu: a few ulps of its terms
+    assert np.all(np.abs(d_eta - want[:, 0]) <= 1e-13 * np.abs(want[:, 0]) + 1e-15 * scale)
+    # d/dr: its terms are ~((x + mu) / r)^2 for large r, O(1) otherwise
+    terms = np.minimum(1.0, (scale / r) ** 2)
+    assert np.all(np.abs(d_r - want[:, 1]) <= 1e-13 * np.abs(want[:, 1]) + 1e-15 * terms)

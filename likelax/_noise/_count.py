@@ -18,10 +18,11 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import betainc, gammainc, gammaincc, gammaln
+from jax.scipy.special import betainc, digamma, gammainc, gammaincc, gammaln
 from jaxtyping import Array, ArrayLike, Float
 
 from ._base import POSITIVE, AbstractNoise, as_param
+from ._positive import _log1p_minus
 from ._special import HALF_LOG_2PI, STIRLING
 
 __all__ = [
@@ -335,6 +336,136 @@ def _negative_binomial_saddle(x: Array, r: Array, eta: Array) -> Array:
     )
 
 
+def _negative_binomial_plain(x: Array, r: Array, eta: Array) -> Array:
+    """The nll by regime: saddle-point form when x and r are both at least 8."""
+    plain = softplus_pair(r, x, eta - jnp.log(r)) - _log_gamma_ratio(x, r)
+    both_large = (x >= _K0) & (r >= _K0)
+    return jnp.where(both_large, _negative_binomial_saddle(x, r, eta), plain)
+
+
+# psi(z) ~ log z - 1/(2z) - sum_n B_2n / (2n z^2n): the B_2n / 2n, n = 1..9 (for
+# z >= 8: float64 nine terms, truncation < 1e-17 relative; float32 four)
+_DIGAMMA = (
+    1 / 12,
+    -1 / 120,
+    1 / 252,
+    -1 / 240,
+    1 / 132,
+    -691 / 32760,
+    1 / 12,
+    -3617 / 8160,
+    43867 / 14364,
+)
+
+
+def _digamma_tail(z: Array) -> Array:
+    r"""$\sum_n \frac{B_{2n}}{2n} z^{-2n}$ (Horner in $z^{-2}$), $z \ge 8$."""
+    terms = _stirling_terms(z.dtype)
+    r2 = 1.0 / (z * z)
+    acc = jnp.full_like(r2, _DIGAMMA[terms - 1])
+    for c in reversed(_DIGAMMA[: terms - 1]):
+        acc = c + r2 * acc
+    return r2 * acc
+
+
+def _log1p_excess(a: Array, s: Array, log1p_a: Array, small: Array) -> Array:
+    r"""$L(a) = \log(1+a) - \frac{a}{1+a} \ge 0$, given $s = \frac{a}{1+a}$ and
+    $\log(1+a)$ (used where not `small`): $a s - (a - \log(1+a))$ where `small`
+    ($a \le 1$: ~$a^2/2$, the difference by its series, without cancellation),
+    $\log(1+a) - s$ elsewhere."""
+    a_s = jnp.where(small, a, 0.0)
+    near = a_s * s - _log1p_minus(a_s)
+    return jnp.where(small, near, jnp.where(small, 1.0, log1p_a) - s)
+
+
+def _logistic_parts(t: Array) -> tuple[Array, Array, Array, Array]:
+    r"""$(\sigma(t), \sigma(-t), e^{-|t|}, \mathrm{softplus}(t))$ from one `exp` and
+    one `log1p`, accurate for every $t$."""
+    e = jnp.exp(-jnp.abs(t))
+    inv = 1.0 / (1.0 + e)
+    pos = t >= 0
+    s = jnp.where(pos, inv, e * inv)
+    sm = jnp.where(pos, e * inv, inv)
+    return s, sm, e, jnp.maximum(t, 0.0) + jnp.log1p(e)
+
+
+def _negative_binomial_dr(
+    x: Array, r: Array, t: Array, s: Array, sm: Array, e: Array, softplus_t: Array
+) -> Array:
+    r"""$\partial\,\mathrm{nll} / \partial r$ at fixed $\eta$, with $t = \eta - \log r$,
+    $s = \sigma(t) = \mu/(r+\mu)$, $s_- = \sigma(-t)$, $a = e^t = \mu / r$
+    (`_logistic_parts`):
+
+    $$\partial_r = L(a) + \frac{x}{r+\mu} - [\psi(x+r) - \psi(r)],\qquad
+      L(a) = \log(1+a) - \tfrac{a}{1+a},$$
+
+    where for large $r$ every term is ~$1/r$ and the result ~$1/r^2$, so each regime
+    is rearranged to cancel analytically:
+
+    - $x < 8$: $\frac{x}{r+\mu} - \sum_{j<x} \frac1{r+j}
+      = \sum_{j<x} \frac{j s_-/r - s}{r + j}$;
+    - $x, r \ge 8$, $u = x/r$: $L(a) - L(u) + \frac{x}{r+x}(x s_-/r - s)
+      - \frac{x}{2r(r+x)} + \sum_n \frac{B_{2n}}{2n}[(x+r)^{-2n} - r^{-2n}]$
+      (the asymptotic series of $\psi$);
+    - $x \ge 8 > r$: the asymptotic series for $\psi(x+r)$, `digamma` for $\psi(r)$.
+
+    Everything that depends on $r$ alone is computed on $r$'s own (usually scalar)
+    shape.
+    """
+    inv_r = 1.0 / r
+    big_r = r >= _K0
+    small_t = t <= 0  # a = e^t = e^{-|t|} there
+    la = _log1p_excess(e, s, softplus_t, small_t)
+    sm_r = sm * inv_r
+    # x < 8: the finite sum (masked terms); the j = 0 term is -s / r
+    small_x = x < _K0
+    xs = jnp.minimum(x, _K0 - 1.0)
+    finite = -jnp.where(xs > 0, s * inv_r, 0.0)
+    for j in range(1, _K0 - 1):
+        finite = finite + jnp.where(xs > j, (j * sm_r - s) * (1.0 / (r + j)), 0.0)
+    # x >= 8 (the value of x for the two regimes below)
+    xb = jnp.where(small_x, _K0, x)
+    z = xb + r
+    tail_z = _digamma_tail(jnp.maximum(z, _K0))
+    # x, r >= 8
+    rb = jnp.where(big_r, r, _K0)
+    u = xb / rb
+    small_u = u <= 1.0
+    lu = _log1p_excess(u, u / (1.0 + u), jnp.log1p(u), small_u)
+    large = (
+        la
+        - lu
+        + xb / z * (xb * sm_r - s)
+        - 0.5 * xb * inv_r / z
+        + tail_z
+        - _digamma_tail(rb)
+    )
+    # x >= 8 > r
+    psi_r = digamma(jnp.where(big_r, 1.0, r))
+    mixed = la + xb * sm_r - (jnp.log(z) - 0.5 / z - tail_z - psi_r)
+    return jnp.where(small_x, la + finite, jnp.where(big_r, large, mixed))
+
+
+@jax.custom_jvp
+def _negative_binomial_nll(x: Array, r: Array, eta: Array) -> Array:
+    r"""The negative-binomial nll, with its derivatives written out:
+    $\partial_\eta = r s - x s_-$ and $\partial_r$ (`_negative_binomial_dr`); autodiff
+    through the three regimes of the value cost ~3x the value and lost accuracy
+    at their boundaries. The count $x$ has no derivative (a constant)."""
+    return _negative_binomial_plain(x, r, eta)
+
+
+@_negative_binomial_nll.defjvp
+def _negative_binomial_nll_jvp(primals, tangents):
+    x, r, eta = primals
+    _, dr, deta = tangents
+    t = eta - jnp.log(r)
+    s, sm, e, softplus_t = _logistic_parts(t)
+    d_eta = r * s - x * sm
+    d_r = _negative_binomial_dr(x, r, t, s, sm, e, softplus_t)
+    return _negative_binomial_plain(x, r, eta), d_eta * deta + d_r * dr
+
+
 class NegativeBinomial(AbstractNoise):
     r"""Negative binomial (gamma-Poisson) noise with log-mean `x_hat` $=\eta$ and
     concentration $r$ (the number of successes; variance $\mu + \mu^2/r$):
@@ -347,7 +478,10 @@ class NegativeBinomial(AbstractNoise):
     $r\,\mathrm{softplus}(\eta-\log r) + x\,\mathrm{softplus}(\log r-\eta)$ (stable
     for any $\eta$) and the coefficient without cancellation, even for huge $r$;
     when both $x$ and $r$ are at least 8 the whole nll is taken in saddle-point form
-    (no $x\log x$ cancellation at large counts).
+    (no $x\log x$ cancellation at large counts). The derivatives in $\eta$ and $r$
+    are written out, rearranged so that the $1/r$ terms of $\partial_r$ cancel
+    analytically (~1e-15 relative in float64 up to $r = 10^9$); counts are
+    constants (no derivative in $x$).
 
     `loss` keeps $(r+x)\log(1+\mu/r) - x\eta$ and drops
     $-\log\frac{\Gamma(x+r)}{\Gamma(r)\,x!} + x\log r$; as $r\to\infty$ the loss
@@ -376,10 +510,7 @@ class NegativeBinomial(AbstractNoise):
         return softplus_pair(r, x, x_hat - jnp.log(r))
 
     def _nll(self, x, x_hat):
-        r = self._r()
-        plain = self._pair(x, x_hat) - _log_gamma_ratio(x, r)
-        both_large = (x >= _K0) & (r >= _K0)
-        return jnp.where(both_large, _negative_binomial_saddle(x, r, x_hat), plain)
+        return _negative_binomial_nll(x, self._r(), x_hat)
 
     def _loss(self, x, x_hat):
         return self._pair(x, x_hat) - x * jnp.log(self._r())
