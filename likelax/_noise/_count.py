@@ -463,7 +463,8 @@ def _negative_binomial_nll_jvp(primals, tangents):
     s, sm, e, softplus_t = _logistic_parts(t)
     d_eta = r * s - x * sm
     d_r = _negative_binomial_dr(x, r, t, s, sm, e, softplus_t)
-    return _negative_binomial_plain(x, r, eta), d_eta * deta + d_r * dr
+    # the value through the rule itself, so higher derivatives never see the regimes
+    return _negative_binomial_nll(x, r, eta), d_eta * deta + d_r * dr
 
 
 class NegativeBinomial(AbstractNoise):
