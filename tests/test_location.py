@@ -291,12 +291,21 @@ def test_huber_huge_residual_is_on_the_linear_branch(dtype, jit, sign):
     )
 
 
-@pytest.mark.parametrize("family", ["StudentT", "Cauchy", "GeneralizedNormal"])
+@pytest.mark.parametrize("x", [np.inf, -np.inf])
+def test_cauchy_infinite_observation_is_the_limit(x):
+    """Cauchy needs no support mask: nll +inf, ∂x̂ = 0, and ∂s is the limit of
+    -2w²/((1+w²)s) + 1/s (the log πs term) as w -> ∞: -1/s."""
+    for dtype, jit in [(np.float32, True), (np.float64, False)]:
+        value, g = _value_and_grads("Cauchy", x, 0.0, {"scale": 2.0}, dtype, jit)
+        assert float(value) == np.inf
+        assert float(g["x_hat"]) == 0.0
+        assert float(g["scale"]) == -0.5
+
+
+@pytest.mark.parametrize("family", ["StudentT", "GeneralizedNormal"])
 @pytest.mark.parametrize("x", [np.inf, -np.inf])
 def test_infinite_observation_is_impossible(family, x):
-    hp = {"StudentT": {"df": 2.0}, "Cauchy": {}, "GeneralizedNormal": {"power": 0.5}}[
-        family
-    ]
+    hp = {"StudentT": {"df": 2.0}, "GeneralizedNormal": {"power": 0.5}}[family]
     for dtype, jit in [(np.float32, True), (np.float64, False)]:
         value, g = _value_and_grads(family, x, 0.0, {**hp, "scale": 1.0}, dtype, jit)
         assert float(value) == np.inf

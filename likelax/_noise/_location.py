@@ -53,20 +53,19 @@ def _broadcast_location(noise: AbstractNoise, x_hat: Array) -> Array:
 
 @jax.custom_jvp
 def _log1p_square(w: Array) -> Array:
-    r"""$\log(1 + w^2)$ for any finite $w$, with one `log1p` per element.
+    r"""$\log(1 + w^2)$ for every $w$, without a select (so XLA fuses it into the
+    reduction that consumes it) and without forming $w^2$ when it would overflow:
 
-    For $|w| > 1/\epsilon$ the square would overflow (float32: $|w| > 1.8\cdot10^{19}$)
-    while $\log(1+w^2) = 2\log|w|$ to working precision; there $2\,\mathrm{log1p}(|w|)$
-    is used (relative error below $\epsilon/\log|w|$). The derivative
-    $2w/(1+w^2)$ is written as $2/(w + 1/w)$ (no overflow, no select).
-    (A select-free value, $v = \log(1 + t\min(t, B))$ corrected by
-    $\max(v - \log(1+B^2), 0)$, fuses better but overflows for $t > \max/B$.)
+    $$\log(1+t^2) = 2\log\max(t, 1) + \log\!\big(1 + \min(t, 1/t)^2\big),
+    \qquad t = |w|,$$
+
+    exact in both regimes (for $t \ge 1$ both terms are positive; for $t < 1$ it is
+    `log1p(t²)`), `+inf` at $t = \infty$. The derivative $2w/(1+w^2)$ is written
+    as $2/(w + 1/w)$ (no overflow, no select; 0 at $w = \pm\infty$).
     """
     t = jnp.abs(w)
-    big = t > 1.0 / jnp.finfo(t.dtype).eps
-    q = jnp.where(big, t, t * t)
-    value = jnp.log1p(q)
-    return jnp.where(big, value + value, value)
+    m = jnp.minimum(t, 1.0 / t)
+    return 2.0 * jnp.log(jnp.maximum(t, 1.0)) + jnp.log1p(m * m)
 
 
 @_log1p_square.defjvp
@@ -526,6 +525,26 @@ class StudentT(_LocationFamily):
         return _symmetric_cdfs(log_tail, z)
 
 
+@jax.custom_jvp
+def _cauchy_core(r: Array, s: Array) -> Array:
+    r"""$\log(1 + w^2)$, $w = r/s$, with derivatives written out:
+    $\partial_r = 2\,\frac{w}{1+w^2}/s$, $\partial_s = -2\,\frac{w^2}{1+w^2}/s$,
+    both finite at $r = \pm\infty$ (where the value is $+\infty$): $x = \pm\infty$
+    needs no support mask (a select that would stop XLA fusing the nll into its sum).
+    """
+    return _log1p_square(standardize(r, s))
+
+
+@_cauchy_core.defjvp
+def _cauchy_core_jvp(primals, tangents):
+    r, s = primals
+    dr, ds = tangents
+    w = standardize(r, s)
+    ratio = _w_over_1p_w2(w)  # w / (1 + w^2)
+    v = 1.0 / (1.0 + 1.0 / (w * w))  # w^2 / (1 + w^2): 0 at w = 0, 1 at ±inf
+    return _log1p_square(w), standardize(2.0 * (ratio * dr - v * ds), s)
+
+
 class Cauchy(_LocationFamily):
     r"""Cauchy noise: $-\log p(x\mid\hat x) = \log(1+z^2) + \log \pi s$,
     $z = (x-\hat x)/s$ (Student-t with one degree of freedom).
@@ -535,7 +554,8 @@ class Cauchy(_LocationFamily):
     ($\log(1+z^2)$ never forms $z^2$ when it would overflow). The cdf is
     $\tfrac1\pi\operatorname{atan2}(1, -z)$, and the tail
     $\log P(X>x) = \log\operatorname{atan2}(1, z) - \log\pi$ is accurate for large $z$.
-    `x = ±inf` is outside the support (nll `+inf`).
+    `x = ±inf` has nll `+inf` (the density's limit) with finite gradients
+    ($\partial_{\hat x} = 0$, $\partial_s = -2/s$).
     """
 
     scale: Float[Array, "*#batch"]
@@ -544,11 +564,8 @@ class Cauchy(_LocationFamily):
     def __init__(self, scale: Float[ArrayLike, "*#batch"] = 1.0):
         self.scale = as_param(scale)
 
-    def _in_support(self, x):
-        return _finite(x)
-
     def _loss(self, x, x_hat):
-        return _log1p_square(standardize(x - x_hat, self.scale))
+        return _cauchy_core(x - x_hat, self.scale)
 
     def _const(self, x):
         return jnp.log(self.scale) + LOG_PI
