@@ -302,10 +302,23 @@ def test_cauchy_infinite_observation_is_the_limit(x):
         assert float(g["scale"]) == -0.5
 
 
-@pytest.mark.parametrize("family", ["StudentT", "GeneralizedNormal"])
+@pytest.mark.parametrize("x", [np.inf, -np.inf])
+def test_student_t_infinite_observation_is_the_limit(x):
+    """No support mask: nll +inf, ∂x̂ = 0, ∂s the limit -(ν+1)/s + 1/s = -ν/s,
+    ∂ν = +inf (½log(1+z²/ν) grows without bound)."""
+    for dtype, jit in [(np.float32, True), (np.float64, False)]:
+        hp = {"df": 3.0, "scale": 2.0}
+        value, g = _value_and_grads("StudentT", x, 0.0, hp, dtype, jit)
+        assert float(value) == np.inf
+        assert float(g["x_hat"]) == 0.0
+        assert float(g["scale"]) == pytest.approx(-1.5, rel=1e-6)
+        assert float(g["df"]) == np.inf
+
+
+@pytest.mark.parametrize("family", ["GeneralizedNormal"])
 @pytest.mark.parametrize("x", [np.inf, -np.inf])
 def test_infinite_observation_is_impossible(family, x):
-    hp = {"StudentT": {"df": 2.0}, "GeneralizedNormal": {"power": 0.5}}[family]
+    hp = {"GeneralizedNormal": {"power": 0.5}}[family]
     for dtype, jit in [(np.float32, True), (np.float64, False)]:
         value, g = _value_and_grads(family, x, 0.0, {**hp, "scale": 1.0}, dtype, jit)
         assert float(value) == np.inf

@@ -342,22 +342,21 @@ def _log_beta_half(a: Array, lx: Array, ly: Array) -> Array:
     return jnp.where(low, log_low, jnp.logaddexp(log_low, log_high))
 
 
-def _student_core_raw(z: Array, nu: Array) -> Array:
-    return (0.5 * nu + 0.5) * _log1p_square(z * lax.rsqrt(nu))
-
-
 @jax.custom_jvp
-def _student_core(z: Array, nu: Array) -> Array:
-    r"""$\tfrac{\nu+1}2\log(1 + z^2/\nu)$ for finite $\nu$, with derivatives written
-    out so that they stay accurate for huge $\nu$ (autodiff would form
-    $\nu^{-3/2}$, which underflows in float32, and cancel two terms of size $z^2/\nu$):
+def _student_core(r: Array, s: Array, nu: Array) -> Array:
+    r"""$\tfrac{\nu+1}2\log(1 + w^2)$, $w = r/(s\sqrt\nu)$, for finite $\nu$, with
+    derivatives written out so that they stay accurate for huge $\nu$ (autodiff
+    would form $\nu^{-3/2}$, which underflows in float32, and cancel two terms of
+    size $z^2/\nu$) and finite at $r = \pm\infty$ (value $+\infty$; no support mask
+    needed):
 
-    $\partial_z = (\nu+1)\,\nu^{-1/2}\,\frac{w}{1+w^2}$ and
-    $\partial_\nu = \tfrac12 g(v) - \frac{v}{2\nu}$, with $w = z/\sqrt\nu$,
-    $v = \frac{w^2}{1+w^2}$, $g(v) = -\log(1-v) - v = \sum_{k\ge2} v^k/k$ (the series
-    below $v = 0.1$). The $\nu$-part is skipped when $\nu$ is not differentiated.
+    $\partial_r = (\nu+1)\,\frac{w}{1+w^2}\,/(s\sqrt\nu)$,
+    $\partial_s = -(\nu+1)\,v/s$ and
+    $\partial_\nu = \tfrac12 g(v) - \frac{v}{2\nu}$, with $v = \frac{w^2}{1+w^2}$,
+    $g(v) = -\log(1-v) - v = \sum_{k\ge2} v^k/k$ (the series below $v = 0.1$). The
+    $\nu$-part is skipped when $\nu$ is not differentiated.
     """
-    return _student_core_raw(z, nu)
+    return (0.5 * nu + 0.5) * _log1p_square(standardize(r, s) * lax.rsqrt(nu))
 
 
 def _g_series_terms(dtype) -> int:
@@ -372,18 +371,19 @@ def _g_series_terms(dtype) -> int:
 
 
 def _student_core_jvp(primals, tangents):
-    z, nu = primals
-    dz, dnu = tangents
+    r, s, nu = primals
+    dr, ds, dnu = tangents
     rs = lax.rsqrt(nu)
-    w = z * rs
+    w = standardize(r, s) * rs
     log1p_w2 = _log1p_square(w)
     out = (0.5 * nu + 0.5) * log1p_w2
-    ratio = _w_over_1p_w2(w)
+    v = 1.0 / (1.0 + 1.0 / (w * w))  # w^2 / (1 + w^2): 0 at w = 0, 1 at ±inf
     tangent = jnp.zeros_like(out)
-    if not isinstance(dz, SymbolicZero):
-        tangent = tangent + (nu + 1.0) * rs * ratio * dz
+    if not isinstance(dr, SymbolicZero):
+        tangent = tangent + standardize((nu + 1.0) * rs * _w_over_1p_w2(w) * dr, s)
+    if not isinstance(ds, SymbolicZero):
+        tangent = tangent - standardize((nu + 1.0) * v * ds, s)
     if not isinstance(dnu, SymbolicZero):
-        v = w * ratio  # w^2 / (1 + w^2)
         small = v < 0.1
         vs = jnp.where(small, v, 0.0)
         series = jnp.zeros_like(vs)
@@ -462,7 +462,8 @@ class StudentT(_LocationFamily):
     `Gaussian(scale)` nll (and loss); large finite `df` tends to it smoothly (the
     log-gamma difference is evaluated by its asymptotic series, without
     cancellation). Huge residuals are exact: $\log(1+w^2)$ never forms $w^2$ when it
-    would overflow. `x = ±inf` is outside the support (nll `+inf`).
+    would overflow. `x = ±inf` has nll `+inf` (the density's limit) with finite
+    derivatives in $\hat x$ (0) and $s$, and $+\infty$ in $\nu$; no support mask.
 
     The cdf is the regularised incomplete beta function
     $P(T>|z|) = \tfrac12 I_{\nu/(\nu+z^2)}(\tfrac\nu2,\tfrac12)$, computed in log
@@ -479,9 +480,6 @@ class StudentT(_LocationFamily):
         self.df = as_param(df)
         self.scale = as_param(scale)
 
-    def _in_support(self, x):
-        return _finite(x)
-
     def _finite_df(self):
         gauss = jnp.isinf(self.df)
         return gauss, jnp.where(gauss, 1.0, self.df)
@@ -493,15 +491,19 @@ class StudentT(_LocationFamily):
         return self._blend(x, x_hat, self._const(x))
 
     def _blend(self, x, x_hat, const):
-        # (½·g·g + const) + core(t) with (g, t) = (0, z) for finite df and (z, 0)
-        # for df = inf: no per-element select (which would stop XLA fusing the
-        # nll into the sum that consumes it); at df = inf, core(0) = 0 is added
-        # to the Gaussian's own expression, so it rounds the same way.
+        # (½·g·g + const) + core(t) with (g, t) = (0, r) for finite df and (r, 0)
+        # for df = inf, by clamping r to [-0, 0] or [-inf, inf] (no per-element
+        # select, which would stop XLA fusing the nll into the sum that consumes
+        # it; no inf·0 at r = ±inf): at df = inf, core(0) = 0 is added to the
+        # Gaussian's own expression, so it rounds the same way.
         gauss, nu = self._finite_df()
-        z = standardize(x - x_hat, self.scale)
-        g = z * jnp.where(gauss, 1.0, 0.0)
-        t = z * jnp.where(gauss, 0.0, 1.0)
-        return (0.5 * g * g + const) + _student_core(t, nu)
+        r = x - x_hat
+        inf = jnp.asarray(jnp.inf, r.dtype)
+        g_lim = jnp.where(gauss, inf, 0.0)
+        t_lim = jnp.where(gauss, 0.0, inf)
+        z = standardize(jnp.clip(r, -g_lim, g_lim), self.scale)
+        core = _student_core(jnp.clip(r, -t_lim, t_lim), self.scale, nu)
+        return (0.5 * z * z + const) + core
 
     def _const(self, x):
         return jnp.log(self.scale) + (HALF_LOG_2PI - _student_d(self.df))
