@@ -36,6 +36,23 @@ import numpy as np
 # ----------------------------------------------------------------------- peers
 
 
+class Report:
+    """The markdown report: each line printed as it comes and kept, to be written
+    to `--out` at the end (`save`)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, text: str = "") -> None:
+        print(text, flush=True)
+        self.lines.append(text)
+
+    def save(self, path: str | None) -> None:
+        if path:
+            with open(path, "w") as f:
+                f.write("\n".join(self.lines) + "\n")
+
+
 def try_import(module: str) -> tuple[Any, str | None]:
     """(module, None), or (None, reason) when it is missing or does not import."""
     try:

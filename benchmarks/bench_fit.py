@@ -59,6 +59,7 @@ import numpy as np
 import optax
 from _formulas import _t_hoisted
 from _harness import (
+    Report,
     Timing,
     fmt_ratio,
     fmt_time,
@@ -476,11 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown sections {sorted(unknown)}; known: {', '.join(SECTIONS)}")
 
-    out: list[str] = []
-
-    def emit(text: str = "") -> None:
-        print(text, flush=True)
-        out.append(text)
+    emit = Report()
 
     emit("## likelax fit benchmark\n")
     emit(machine_description())
@@ -498,9 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name in sections:
         runners[name](args, emit)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(out) + "\n")
+    emit.save(args.out)
     return 0
 
 

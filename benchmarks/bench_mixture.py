@@ -44,6 +44,7 @@ import numpy as np
 from _formulas import HALF_LOG_2PI, LOG_PI, PEER_STATUS, distrax, nd, tfd
 from _harness import (
     Candidate,
+    Report,
     fmt_ratio,
     fmt_time,
     jitted,
@@ -394,11 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             sizes = [10_000]
         reps, min_sample = 3, 5e-4
 
-    out: list[str] = []
-
-    def emit(text: str = "") -> None:
-        print(text, flush=True)
-        out.append(text)
+    emit = Report()
 
     emit("## likelax mixture benchmark\n")
     emit(machine_description())
@@ -480,9 +477,7 @@ def main(argv: list[str] | None = None) -> int:
             summary,
         )
     )
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(out) + "\n")
+    emit.save(args.out)
     return 0
 
 

@@ -42,6 +42,7 @@ import numpy as np
 from _formulas import FAMILIES, PEER_STATUS, PEERS, Family
 from _harness import (
     Candidate,
+    Report,
     compile_seconds,
     fmt_ratio,
     fmt_time,
@@ -452,11 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         null_size, compile_size = 100_000, 1000
         reps, min_sample, compile_reps = 3, 5e-4, 1
 
-    out: list[str] = []
-
-    def emit(text: str = "") -> None:
-        print(text, flush=True)
-        out.append(text)
+    emit = Report()
 
     emit("## likelax nll benchmark\n")
     emit(machine_description())
@@ -533,9 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         emit(overhead_section(fams, max(reps, 5)))
         emit("")
 
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(out) + "\n")
+    emit.save(args.out)
     return 0
 
 
