@@ -79,6 +79,11 @@ def _w_over_1p_w2(w: Array) -> Array:
     return 1.0 / (w + 1.0 / w)
 
 
+def _w2_over_1p_w2(w: Array) -> Array:
+    r"""$w^2/(1+w^2) = 1/(1 + 1/w^2)$: 0 at $w = 0$, 1 at $w = \pm\infty$."""
+    return 1.0 / (1.0 + 1.0 / (w * w))
+
+
 def _log1mexp(v: Array) -> Array:
     r"""$\log(1 - e^v)$ for $v \le \log\tfrac12$ (where `log1p(-exp(v))` is exact)."""
     return jnp.log1p(-jnp.exp(v))
@@ -377,7 +382,7 @@ def _student_core_jvp(primals, tangents):
     w = standardize(r, s) * rs
     log1p_w2 = _log1p_square(w)
     out = (0.5 * nu + 0.5) * log1p_w2
-    v = 1.0 / (1.0 + 1.0 / (w * w))  # w^2 / (1 + w^2): 0 at w = 0, 1 at ±inf
+    v = _w2_over_1p_w2(w)
     tangent = jnp.zeros_like(out)
     if not isinstance(dr, SymbolicZero):
         tangent = tangent + standardize((nu + 1.0) * rs * _w_over_1p_w2(w) * dr, s)
@@ -543,7 +548,7 @@ def _cauchy_core_jvp(primals, tangents):
     dr, ds = tangents
     w = standardize(r, s)
     ratio = _w_over_1p_w2(w)  # w / (1 + w^2)
-    v = 1.0 / (1.0 + 1.0 / (w * w))  # w^2 / (1 + w^2): 0 at w = 0, 1 at ±inf
+    v = _w2_over_1p_w2(w)
     return _log1p_square(w), standardize(2.0 * (ratio * dr - v * ds), s)
 
 
