@@ -291,6 +291,35 @@ def test_huber_huge_residual_is_on_the_linear_branch(dtype, jit, sign):
     )
 
 
+@pytest.mark.parametrize("dtype,jit", MODES)
+@pytest.mark.parametrize("delta", [1e8, 1e20])
+def test_huber_huge_delta_gradients(dtype, jit, delta):
+    """Inside a huge delta the Huber nll is the Gaussian one, and so are its
+    derivatives: nothing may cancel delta against delta (autodiff of
+    ½q² + δ(|z| − q), q = min(|z|, δ), gave ∂x̂ = 0 there)."""
+    hp = {"delta": delta, "scale": 2.0}
+    value, g = _value_and_grads("Huber", 3.0, 0.0, hp, dtype, jit)
+    assert float(value) == pytest.approx(float(_mp_nll("Huber", 3.0, 0.0, **hp)), rel=1e-6)
+    for name in ("x_hat", "scale", "delta"):
+        ref = float(_mp_grad("Huber", 3.0, 0.0, hp, name))
+        assert float(g[name]) == pytest.approx(ref, rel=1e-5, abs=1e-12), name
+
+
+@pytest.mark.parametrize("dtype,jit", MODES)
+@pytest.mark.parametrize("x", [np.inf, -np.inf])
+def test_huber_infinite_observation(dtype, jit, x):
+    """nll +inf with no NaN gradient; ∂x̂ is the linear branch's ∓δ/s. With
+    δ = ∞ (the Gaussian) too: the value is +inf, not ∞ − ∞."""
+    value, g = _value_and_grads("Huber", x, 0.0, {"delta": 1.5, "scale": 2.0}, dtype, jit)
+    assert float(value) == np.inf
+    assert float(g["x_hat"]) == -np.sign(x) * 0.75
+    assert not np.isnan([float(v) for v in g.values()]).any()
+    hp = {"delta": np.inf, "scale": 2.0}
+    value, g = _value_and_grads("Huber", x, 0.0, hp, dtype, jit)
+    assert float(value) == np.inf
+    assert not np.isnan([float(v) for v in g.values()]).any()
+
+
 @pytest.mark.parametrize("x", [np.inf, -np.inf])
 def test_cauchy_infinite_observation_is_the_limit(x):
     """Cauchy needs no support mask: nll +inf, ∂x̂ = 0, and ∂s is the limit of
