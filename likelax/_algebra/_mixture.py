@@ -97,12 +97,13 @@ class Mixture(AbstractCombinator):
 
     Evaluation: the K per-observation terms are combined elementwise (never stacked
     into an `(N, K)` array) by a `logsumexp` without selects, so XLA fuses it into
-    one loop; for location families $x - \hat x$ is formed once. The value of more
+    one loop (two terms: $\max(a, b) + \log(1 + e^{-|a-b|})$, one `exp` fewer); for
+    location families $x - \hat x$ is formed once. The value of more
     than 4 components of one family (stacked, or a list of one family) is a scan
     over chunks of 4, and a stacked family of more than 32 is differentiated
     through a scan over chunks of 16. Every term `-inf` (an impossible observation)
     gives `+inf` with zero gradients; a component with an infinite density
-    (`nll = -inf`) gives NaN.
+    (`nll = -inf`) gives NaN (`-inf` with two components).
 
     Hyperparameter paths: `"logits"`, `"components.<k>.<field>"` (a sequence of
     components) or `"components.<field>"` (one stacked module).
@@ -255,6 +256,8 @@ class Mixture(AbstractCombinator):
             log_w[..., i] + self._term(method, c, x, x_hat)
             for i, c in enumerate(self._components_list())
         ]
+        if len(terms) == 2:
+            return _logaddexp(*terms)
         return logsumexp_list(tuple(terms))
 
     def _combine_scanned(self, method: str, x: Array, x_hat: Array) -> Array:
@@ -376,6 +379,35 @@ class Mixture(AbstractCombinator):
             return _masked_tail(self._components_list()[0], "_log_sf", x, x_hat)
         x, x_hat = self._shifted(x, x_hat)
         return self._combine("_log_sf", x, x_hat)
+
+
+def _pair(a: Array, b: Array) -> tuple[Array, Array]:
+    # the max, and the difference of the terms raised to the lowest float (0 where
+    # both are -inf, so that no -inf - -inf = NaN)
+    lowest = jnp.finfo(a.dtype).min
+    return jnp.maximum(a, b), jnp.maximum(a, lowest) - jnp.maximum(b, lowest)
+
+
+@jax.custom_jvp
+def _logaddexp(a: Array, b: Array) -> Array:
+    r"""$\log(e^a + e^b) = \max(a, b) + \log(1 + e^{-|a-b|})$, elementwise.
+
+    One `exp` and one `log1p` (a `logsumexp` of two takes two `exp` and a `log`),
+    without selects, so that XLA fuses it into the reduction. `-inf` when both are
+    `-inf` (zero tangent); NaN in, NaN out. The tangent is $\rho\,da + (1-\rho)\,db$
+    with the responsibilities $\rho = 1/(1+e^{b-a})$ and $1-\rho = 1/(1+e^{a-b})$
+    each formed directly (exactly 0 for a term of $-\infty$, and accurate when tiny).
+    """
+    m, d = _pair(a, b)
+    return m + jnp.log1p(jnp.exp(-jnp.abs(d)))
+
+
+@_logaddexp.defjvp
+def _logaddexp_jvp(primals, tangents):
+    (a, b), (da, db) = primals, tangents
+    m, d = _pair(a, b)
+    out = m + jnp.log1p(jnp.exp(-jnp.abs(d)))
+    return out, da / (1 + jnp.exp(-d)) + db / (1 + jnp.exp(d))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
