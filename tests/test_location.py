@@ -292,6 +292,20 @@ def test_huber_huge_residual_is_on_the_linear_branch(dtype, jit, sign):
 
 
 @pytest.mark.parametrize("dtype,jit", MODES)
+def test_generalized_normal_infinite_power_is_uniform(dtype, jit):
+    """β = ∞ is the uniform law on [x̂ - s, x̂ + s] (|z|^β is 0 inside, ∞ outside),
+    with finite gradients inside (∂x̂ = 0, ∂s = 1/s, ∂β = 0)."""
+    uniform = stats.uniform(-2.0, 4.0)
+    for x in (0.0, 0.6, -1.9, 2.5, -3.0):
+        hp = {"power": np.inf, "scale": 2.0}
+        value, g = _value_and_grads("GeneralizedNormal", x, 0.0, hp, dtype, jit)
+        assert float(value) == pytest.approx(-uniform.logpdf(x), rel=1e-6)
+        if abs(x) < 2:
+            assert [float(g[n]) for n in ("x_hat", "scale", "power")] == [0, 0.5, 0]
+        assert not np.isnan([float(v) for v in g.values()]).any()
+
+
+@pytest.mark.parametrize("dtype,jit", MODES)
 @pytest.mark.parametrize("delta", [1e8, 1e20])
 def test_huber_huge_delta_gradients(dtype, jit, delta):
     """Inside a huge delta the Huber nll is the Gaussian one, and so are its
@@ -344,14 +358,18 @@ def test_student_t_infinite_observation_is_the_limit(x):
         assert float(g["df"]) == np.inf
 
 
-@pytest.mark.parametrize("family", ["GeneralizedNormal"])
+@pytest.mark.parametrize("power", [0.5, 1.0, 3.0, np.inf])
 @pytest.mark.parametrize("x", [np.inf, -np.inf])
-def test_infinite_observation_is_impossible(family, x):
-    hp = {"GeneralizedNormal": {"power": 0.5}}[family]
+def test_generalized_normal_infinite_observation_is_the_limit(power, x):
+    """No support mask: nll +inf, ∂x̂ = 0, and ∂s, ∂β the limits of
+    -β|z|^β/s + 1/s and |z|^β log|z| + d/dβ log Γ(1 + 1/β): -inf and +inf."""
     for dtype, jit in [(np.float32, True), (np.float64, False)]:
-        value, g = _value_and_grads(family, x, 0.0, {**hp, "scale": 1.0}, dtype, jit)
+        hp = {"power": power, "scale": 2.0}
+        value, g = _value_and_grads("GeneralizedNormal", x, 0.0, hp, dtype, jit)
         assert float(value) == np.inf
-        assert all(float(v) == 0.0 for v in g.values())
+        assert float(g["x_hat"]) == 0.0
+        assert float(g["scale"]) == -np.inf
+        assert float(g["power"]) == np.inf
 
 
 # ------------------------------------------- extreme points vs mpmath (f64, f32)
@@ -403,6 +421,8 @@ EXTREME_F32 = [
     ("Huber", 1.0, 0.0, {"delta": 1e-30, "scale": 1.0}),
     ("Laplace", 1e-20, 0.0, {"scale": 1e-25}),
     ("GeneralizedNormal", 1e-7, 0.0, {"power": 60.0, "scale": 1.0}),
+    # |z|^β = 4.2e28 by exp(β log|z|): |log y| = 66 ulps of relative error at most
+    ("GeneralizedNormal", 3.0, 0.0, {"power": 60.0, "scale": 1.0}),
     ("AsymmetricLaplace", 3.0, 2.0, {"quantile": 1e-7, "scale": 1.0}),
 ]
 

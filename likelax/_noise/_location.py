@@ -133,10 +133,6 @@ def _log_ndtr(x: Array) -> Array:
     return jnp.where(left, tail, jnp.where(right, upper, middle))
 
 
-def _finite(x: Array) -> Array:
-    return jnp.isfinite(x)
-
-
 # ---------------------------------------------------------------------- Gaussian
 
 
@@ -726,6 +722,40 @@ def _abs_power(a: Array, power: Array) -> Array:
     return jnp.where(zero, 0.0, jnp.power(jnp.where(zero, 1.0, a), power))
 
 
+@jax.custom_jvp
+def _gn_core(r: Array, s: Array, power: Array) -> Array:
+    r"""$|z|^\beta$, $z = r/s$, as $\exp(\beta\log|z|)$: vectorised `exp` and
+    `log` (XLA:CPU calls a scalar `pow` per element, ~7x slower), exact at $z = 0$
+    ($e^{-\infty} = 0$) and $|z| = \infty$; $\beta = \infty$ (the uniform law)
+    uses the largest finite $\beta$, which gives the same 0, 1 or $\infty$.
+    Relative error $\approx |\log|z|^\beta|$ ulps (at most 88 in float32).
+
+    Derivatives written out, with $y = |z|^\beta$: $\partial_r = \beta y/(z s)$,
+    $\partial_s = -\beta y/s$, $\partial_\beta = y\log|z|$; all 0 at $z = 0$; at
+    $|z| = \infty$ (value $+\infty$) $\partial_r = 0$, $\partial_s = -\infty$,
+    $\partial_\beta = +\infty$. The value inside the rule is this function again,
+    so higher derivatives never see $0\cdot\log 0$.
+    """
+    b = jnp.minimum(power, jnp.finfo(power.dtype).max)
+    return jnp.exp(b * jnp.log(jnp.abs(standardize(r, s))))
+
+
+@_gn_core.defjvp
+def _gn_core_jvp(primals, tangents):
+    r, s, power = primals
+    dr, ds, dpower = tangents
+    y = _gn_core(r, s, power)
+    b = jnp.minimum(power, jnp.finfo(power.dtype).max)
+    z = standardize(r, s)
+    a = jnp.abs(z)
+    zero = a == 0
+    edge = zero | (a == jnp.inf)  # (NaN is neither: it reaches every derivative)
+    by = b * y
+    d_r = jnp.where(edge, 0.0, by / jnp.where(edge, 1.0, z))
+    d_power = jnp.where(zero, 0.0, y * jnp.log(jnp.where(zero, 1.0, a)))
+    return y, standardize(d_r * dr - by * ds, s) + d_power * dpower
+
+
 _GAMMA_CF_SWITCH = 25.0  # log Q(a, y) by continued fraction for y > a + 25
 _GAMMA_CF_TERMS = 40
 
@@ -792,7 +822,9 @@ class GeneralizedNormal(_LocationFamily):
     $\log 2s\,\Gamma(1+1/\beta)$. The cdf is
     $\tfrac12 + \tfrac12\operatorname{sign}(z) P(1/\beta, |z|^\beta)$ (regularised
     incomplete gamma, tails in log space); sampling is $\hat x \pm s\,G^{1/\beta}$,
-    $G\sim\mathrm{Gamma}(1/\beta)$. `x = ±inf` is outside the support (nll `+inf`).
+    $G\sim\mathrm{Gamma}(1/\beta)$. `x = ±inf` has nll `+inf` (the density's limit)
+    with no NaN gradient ($\partial_{\hat x} = 0$, $\partial_s = -\infty$,
+    $\partial_\beta = +\infty$), so the nll needs no support mask.
     """
 
     power: Float[Array, "*#batch"]
@@ -805,12 +837,8 @@ class GeneralizedNormal(_LocationFamily):
         self.power = as_param(power)
         self.scale = as_param(scale)
 
-    def _in_support(self, x):
-        return _finite(x)
-
     def _loss(self, x, x_hat):
-        z = standardize(x - x_hat, self.scale)
-        return _abs_power(jnp.abs(z), self.power)
+        return _gn_core(x - x_hat, self.scale, self.power)
 
     def _const(self, x):
         return jnp.log(self.scale) + LOG_2 + gammaln(1.0 + 1.0 / self.power)
