@@ -213,6 +213,30 @@ def test_weights_are_learnable_logits():
     np.testing.assert_allclose(g.logits, [0.25, 0.75] - p / p.sum(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("narrow", [0, -1], ids=["first", "last"])
+def test_tiny_responsibility_keeps_an_exact_gradient(k, narrow):
+    """At x = 6 the narrow component's responsibility is ~1e-30: its scale's
+    gradient is tiny but exact (not flushed to 0 by forming it as 1 - the others)."""
+    scales = [3.0, 2.0][: k - 1]
+    w = [0.5, 0.3, 0.2][:k]
+    scales.insert(narrow % k, 0.5)
+    mix = llx.mixture([llx.Gaussian(s) for s in scales], w)
+    g = jax.grad(lambda m: m.nll(6.0, 0.0))(mix)
+    mpmath.mp.dps = 50
+
+    def nll(s_narrow):
+        ss = list(scales)
+        ss[narrow] = s_narrow
+        return -mpmath.log(
+            sum(wi * mpmath.npdf(6, 0, si) for wi, si in zip(w, ss, strict=True))
+        )
+
+    want = float(mpmath.diff(nll, 0.5))
+    assert -1e-25 < want < -1e-30
+    np.testing.assert_allclose(g.components[narrow].scale, want, rtol=1e-10)
+
+
 def test_mixture_inside_jit_with_traced_weights():
     x = jnp.asarray([0.1, 2.0])
 
