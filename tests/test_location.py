@@ -292,6 +292,18 @@ def test_huber_huge_residual_is_on_the_linear_branch(dtype, jit, sign):
 
 
 @pytest.mark.parametrize("dtype,jit", MODES)
+@pytest.mark.parametrize("x", [np.inf, -np.inf])
+def test_asymmetric_laplace_infinite_observation(dtype, jit, x):
+    """nll +inf on both sides (τz − min(z, 0) is ∞ − ∞ at −∞), ∂x̂ the slope
+    −(τ − 1[z < 0])/s, no NaN gradient."""
+    hp = {"quantile": 0.3, "scale": 2.0}
+    value, g = _value_and_grads("AsymmetricLaplace", x, 0.0, hp, dtype, jit)
+    assert float(value) == np.inf
+    assert float(g["x_hat"]) == pytest.approx(-0.15 if x > 0 else 0.35, rel=1e-6)
+    assert not np.isnan([float(v) for v in g.values()]).any()
+
+
+@pytest.mark.parametrize("dtype,jit", MODES)
 def test_generalized_normal_infinite_power_is_uniform(dtype, jit):
     """β = ∞ is the uniform law on [x̂ - s, x̂ + s] (|z|^β is 0 inside, ∞ outside),
     with finite gradients inside (∂x̂ = 0, ∂s = 1/s, ∂β = 0)."""

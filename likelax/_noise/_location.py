@@ -858,6 +858,29 @@ class GeneralizedNormal(_LocationFamily):
 # ------------------------------------------------------------- AsymmetricLaplace
 
 
+@jax.custom_jvp
+def _pinball_core(r: Array, s: Array, tau: Array) -> Array:
+    r"""The pinball loss $\rho_\tau(z) = \max(\tau z, (\tau - 1)z)$, $z = r/s$
+    (`+inf` at $z = \pm\infty$; $\tau z - \min(z, 0)$ is $\infty - \infty$ at
+    $-\infty$), with derivatives written out: the slope
+    $\psi = \tau - \mathbf 1[z < 0]$ ($\tau - \tfrac12$ at $z = 0$, the mean of
+    the one-sided ones), $\partial_r = \psi/s$, $\partial_s = -\rho/s$,
+    $\partial_\tau = z$."""
+    z = standardize(r, s)
+    return jnp.maximum(tau * z, (tau - 1.0) * z)
+
+
+@_pinball_core.defjvp
+def _pinball_core_jvp(primals, tangents):
+    r, s, tau = primals
+    dr, ds, dtau = tangents
+    z = standardize(r, s)
+    rho = _pinball_core(r, s, tau)
+    # tau - 1[z < 0], tau - 1/2 at z = 0 (there "+ z" adds 0; it passes a NaN z on)
+    slope = jnp.where(z < 0, tau - 1.0, jnp.where(z > 0, tau, tau - 0.5 + z))
+    return rho, standardize(slope * dr - rho * ds, s) + z * dtau
+
+
 class AsymmetricLaplace(_LocationFamily):
     r"""Asymmetric Laplace noise, the likelihood of quantile regression:
 
@@ -866,7 +889,7 @@ class AsymmetricLaplace(_LocationFamily):
 
     so $-\log p = \rho_\tau(z) + \log s - \log\tau(1-\tau)$, with $\tau$ = `quantile`.
     `x_hat` is the $\tau$-quantile ($P(X \le \hat x) = \tau$); `predict` returns it.
-    `loss` keeps the pinball loss $\rho_\tau(z)$ (written $\tau z - \min(z, 0)$) and
+    `loss` keeps the pinball loss $\rho_\tau(z)$ (written $\max(\tau z, (\tau - 1) z)$) and
     drops $\log s - \log\tau(1-\tau)$; with `scale=1` it is the pinball (quantile)
     loss. `AsymmetricLaplace(0.5, s)` is `Laplace(2 s)`. In scipy's terms it is
     `laplace_asymmetric(kappa, loc=x_hat, scale=s / sqrt(tau (1 - tau)))` with
@@ -886,8 +909,7 @@ class AsymmetricLaplace(_LocationFamily):
         self.scale = as_param(scale)
 
     def _loss(self, x, x_hat):
-        z = standardize(x - x_hat, self.scale)
-        return self.quantile * z - jnp.minimum(z, 0.0)
+        return _pinball_core(x - x_hat, self.scale, self.quantile)
 
     def _const(self, x):
         tau = self.quantile
