@@ -17,9 +17,9 @@ from .._config import get_checks
 from .._noise._base import REAL, AbstractNoise, _is_concrete, as_param
 from ._common import (
     AbstractCombinator,
+    _lse_list_parts,
     check_noise,
     common_kind,
-    logsumexp_list,
     prediction_kind,
 )
 
@@ -252,13 +252,16 @@ class Mixture(AbstractCombinator):
         if self.stacked and self.n_components > _UNROLL:
             uniform: AbstractNoise = self.components  # type: ignore[assignment]
             return self._scan_combine(method, uniform, log_w, x, x_hat, _CHUNK)
-        terms = [
-            log_w[..., i] + self._term(method, c, x, x_hat)
-            for i, c in enumerate(self._components_list())
+        comps = self._components_list()
+        # nll_k itself for the density (a term -nll_k would negate each component's
+        # cotangent separately: K more full-size arrays in a gradient), else -log tail
+        costs = [
+            c._inner_nll(x, x_hat)
+            if method == "_inner_nll"
+            else -self._term(method, c, x, x_hat)
+            for c in comps
         ]
-        if len(terms) == 2:
-            return _logaddexp(*terms)
-        return logsumexp_list(tuple(terms))
+        return _log_mixture(tuple(log_w[..., i] for i in range(len(comps))), tuple(costs))
 
     def _combine_scanned(self, method: str, x: Array, x_hat: Array) -> Array:
         uniform = self._uniform()
@@ -388,26 +391,48 @@ def _pair(a: Array, b: Array) -> tuple[Array, Array]:
     return jnp.maximum(a, b), jnp.maximum(a, lowest) - jnp.maximum(b, lowest)
 
 
+def _log_mixture_parts(log_w, cost):
+    """(value, responsibilities as a list, or None with (e, s) for the general K)."""
+    a = [lw - c for lw, c in zip(log_w, cost, strict=True)]
+    if len(a) == 2:
+        m, d = _pair(*a)
+        out = m + jnp.log1p(jnp.exp(-jnp.abs(d)))
+        return out, [1 / (1 + jnp.exp(-d)), 1 / (1 + jnp.exp(d))], None
+    out, e, s = _lse_list_parts(a)
+    return out, e, 1.0 / jnp.maximum(s, jnp.ones((), s.dtype))
+
+
 @jax.custom_jvp
-def _logaddexp(a: Array, b: Array) -> Array:
-    r"""$\log(e^a + e^b) = \max(a, b) + \log(1 + e^{-|a-b|})$, elementwise.
+def _log_mixture(log_w: tuple[Array, ...], cost: tuple[Array, ...]) -> Array:
+    r"""$\log\sum_k e^{\ell_k - c_k}$ elementwise, from log-weights $\ell_k$ and costs
+    $c_k$ (the components' nll, or minus their log tails).
 
-    One `exp` and one `log1p` (a `logsumexp` of two takes two `exp` and a `log`),
-    without selects, so that XLA fuses it into the reduction. `-inf` when both are
-    `-inf` (zero tangent); NaN in, NaN out. The tangent is $\rho\,da + (1-\rho)\,db$
-    with the responsibilities $\rho = 1/(1+e^{b-a})$ and $1-\rho = 1/(1+e^{a-b})$
-    each formed directly (exactly 0 for a term of $-\infty$, and accurate when tiny).
+    Combined elementwise, never stacked into an `(N, K)` array, and without
+    selects, so that XLA fuses it into the reduction that consumes it. Two terms:
+    $\max(a, b) + \log(1 + e^{-|a-b|})$ (one `exp` and a `log1p`); more: their max
+    plus the log of $\sum_k e^{a_k - \max}$. Exact where the terms underflow; `-inf`
+    when every term is `-inf` (zero tangent); NaN in, NaN out; a term of `+inf`
+    gives NaN (`+inf` with two terms).
+
+    The tangent is $-\sum_k \rho_k\,(dc_k - d\ell_k)$ with the responsibilities
+    $\rho_k$ ($e^{a_k - \max}/\sum_j e^{a_j - \max}$; for two terms
+    $1/(1 + e^{\mp(a-b)})$, each formed directly, so exactly 0 for a term of
+    $-\infty$ and accurate when tiny). The minus sits outside the sum: a gradient
+    multiplies each component's cotangent by $\rho_k$ only (no per-component
+    negation, which XLA would write out as one more full-size array each).
     """
-    m, d = _pair(a, b)
-    return m + jnp.log1p(jnp.exp(-jnp.abs(d)))
+    return _log_mixture_parts(log_w, cost)[0]
 
 
-@_logaddexp.defjvp
-def _logaddexp_jvp(primals, tangents):
-    (a, b), (da, db) = primals, tangents
-    m, d = _pair(a, b)
-    out = m + jnp.log1p(jnp.exp(-jnp.abs(d)))
-    return out, da / (1 + jnp.exp(-d)) + db / (1 + jnp.exp(d))
+@_log_mixture.defjvp
+def _log_mixture_jvp(primals, tangents):
+    (log_w, cost), (d_log_w, d_cost) = primals, tangents
+    out, resp, inv = _log_mixture_parts(log_w, cost)
+    dot = functools.reduce(
+        operator.add,
+        [r * (dc - dl) for r, dc, dl in zip(resp, d_cost, d_log_w, strict=True)],
+    )
+    return out, -(dot if inv is None else dot * inv)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
