@@ -753,7 +753,8 @@ def _gn_core_jvp(primals, tangents):
     by = b * y
     d_r = jnp.where(edge, 0.0, by / jnp.where(edge, 1.0, z))
     d_power = jnp.where(zero, 0.0, y * jnp.log(jnp.where(zero, 1.0, a)))
-    return y, standardize(d_r * dr - by * ds, s) + d_power * dpower
+    # b outside the product with y: the s-derivative sums y itself (no b*y array)
+    return y, standardize(d_r * dr - b * (y * ds), s) + d_power * dpower
 
 
 _GAMMA_CF_SWITCH = 25.0  # log Q(a, y) by continued fraction for y > a + 25
