@@ -234,9 +234,17 @@ def _lower_inf_jvp(primals, tangents):
     return _lower_inf(primals[0]), tangents[0]
 
 
-def _sum_exp(x_hat: Array, shift: Array, lower: bool) -> Array:
+def _shift(m: Array) -> Array:
+    """The row shift from the row maximum `m`: the lowered maximum, 0 for a row of
+    `-inf` only (no gradient flows through it)."""
+    lowered = _lower_inf(m)
+    zero = jnp.zeros((), m.dtype)
+    return jax.lax.stop_gradient(jnp.where(lowered == -jnp.inf, zero, lowered))
+
+
+def _sum_exp(x_hat: Array, m: Array, lower: bool) -> Array:
     logits = _lower_inf(x_hat) if lower else x_hat
-    return jnp.sum(jnp.exp(logits - shift[..., None]), axis=-1)
+    return jnp.sum(jnp.exp(logits - _shift(m)[..., None]), axis=-1)
 
 
 def _log_normaliser(x_hat: Array) -> tuple[Array, Array, Array]:
@@ -254,16 +262,16 @@ def _log_normaliser(x_hat: Array) -> tuple[Array, Array, Array]:
     """
     m = jnp.max(x_hat, axis=-1)
     lowered = _lower_inf(m)  # = max of the lowered logits
-    shift = jax.lax.stop_gradient(
-        jnp.where(lowered == -jnp.inf, jnp.zeros((), m.dtype), lowered)
-    )
+    # the shift is formed inside each branch (and again below) from m: as an
+    # operand of the cond it would be written out as one more array
     total = jax.lax.cond(
         jnp.any(m == jnp.inf),
         functools.partial(_sum_exp, lower=True),
         functools.partial(_sum_exp, lower=False),
         x_hat,
-        shift,
+        m,
     )
+    shift = _shift(m)
     log_z = jnp.log(jnp.where(lowered == -jnp.inf, jnp.ones((), total.dtype), total))
     return shift, log_z, lowered == jnp.finfo(x_hat.dtype).max
 
