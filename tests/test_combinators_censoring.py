@@ -74,6 +74,48 @@ def test_right_censored_durations_with_per_observation_bounds():
     np.testing.assert_allclose(-lognormal.nll(t, xh), want, rtol=1e-12)
 
 
+def test_censored_beta_regression_with_learned_concentration():
+    """Proportions below a detection limit are reported at the limit (left
+    censoring): the censored-Beta MLE with a learned concentration — which needs
+    derivatives of the incomplete beta in its shapes — equals a direct
+    maximisation of scipy's censored log-likelihood."""
+    from scipy import optimize
+
+    rng = np.random.default_rng(7)
+    u = rng.normal(size=400)
+    mu = 1 / (1 + np.exp(-(0.4 + 0.8 * u)))
+    y = rng.beta(12.0 * mu, 12.0 * (1 - mu))
+    lod = 0.25
+    assert 10 < (y < lod).sum() < 100
+    y = np.maximum(y, lod)
+
+    def model(p, u):
+        return p["a"] + p["b"] * u
+
+    noise = llx.censored(llx.Beta(5.0), lower=lod)
+    obj = llx.likelihood(model, noise, learn="noise.concentration")
+    start = {"a": jnp.asarray(0.0), "b": jnp.asarray(0.0)}
+    result = llx.fit(obj, start, (u, y), progress=False)
+    assert result.converged
+
+    def nll(t):
+        m = 1 / (1 + np.exp(-(t[0] + t[1] * u)))
+        d = stats.beta(m * np.exp(t[2]), (1 - m) * np.exp(t[2]))
+        return -np.where(y <= lod, d.logcdf(lod), d.logpdf(y)).sum()
+
+    opts = {"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000, "maxfev": 40000}
+    ref = optimize.minimize(
+        nll, [0.0, 0.0, np.log(5.0)], method="Nelder-Mead", options=opts
+    )
+    fitted = result.objective.terms[0].noise.noise.concentration
+    np.testing.assert_allclose(
+        [result.params["a"], result.params["b"], fitted],
+        [ref.x[0], ref.x[1], np.exp(ref.x[2])],
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(result.value, ref.fun, rtol=1e-10)
+
+
 def test_impossible_observations_of_a_censored_model():
     noise = llx.censored(llx.Gaussian(1.0), lower=-1.0, upper=1.0)
     x = jnp.asarray([-2.0, 1.5, jnp.inf, -jnp.inf, 0.0])

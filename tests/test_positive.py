@@ -555,3 +555,68 @@ def test_vonmises_large_concentration_is_gaussian(z, x_hat, log_kappa):
     gauss = 0.5 * ((x - x_hat) ** 2) * kappa + 0.5 * math.log(2 * math.pi / kappa)
     got = float(_vm_nll(kappa, x, x_hat))
     assert got == pytest.approx(gauss, abs=(z**4 + 1.0) / kappa + 1e-9 * max(1.0, z * z))
+
+
+# ------------------------------------------------- derivatives of the incomplete beta
+
+
+@pytest.mark.parametrize(
+    "a,b,x",
+    [
+        (0.3, 2.0, 0.1),  # small shape, below the mean
+        (5.0, 3.0, 0.8),  # above the mean (the reflected continued fraction)
+        (2.0, 2.0, 0.5),  # at the switch
+        (0.05, 0.05, 0.999),  # both shapes tiny, next to 1
+        (400.0, 900.0, 0.3075),  # large shapes next to the mean (slow convergence)
+        (5000.0, 9000.0, 0.357),
+        (3.0, 40.0, 1e-4),  # deep lower tail
+    ],
+)
+def test_betainc_derivatives_match_mpmath(a, b, x):
+    """jax's betainc has no derivative in a, b; likelax's adds them (forward-mode
+    derivatives of the continued fraction) and the density for x."""
+    from likelax._noise._positive import betainc
+
+    grads = jax.grad(betainc, argnums=(0, 1, 2))(a, b, x)
+    inc = lambda aa, bb, xx: mp.betainc(aa, bb, 0, xx, regularized=True)
+    with mp.workdps(30):
+        want = (
+            mp.diff(lambda t: inc(t, b, x), a),
+            mp.diff(lambda t: inc(a, t, x), b),
+            mp.diff(lambda t: inc(a, b, t), x),
+        )
+    for got, ref in zip(grads, want, strict=True):
+        assert float(got) == pytest.approx(float(ref), rel=1e-9)
+
+
+def test_betainc_derivatives_vanish_outside_the_unit_interval():
+    from likelax._noise._positive import betainc
+
+    for x in (0.0, 1.0, -0.5, 1.5):
+        grads = jax.grad(betainc, argnums=(0, 1, 2))(2.0, 3.0, x)
+        assert [float(g) for g in grads] == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("x", [1e-30, 0.2, 0.6, 1 - 1e-9])
+def test_beta_distribution_functions_differentiate_in_x_hat_and_concentration(x):
+    """cdf, log_cdf and log_sf of Beta against central differences of scipy's
+    beta distribution (in the bulk and where a tail underflows to the continued
+    fraction)."""
+    phi, logit = 6.0, 0.4
+    for method, ref in (("cdf", "cdf"), ("log_cdf", "logcdf"), ("log_sf", "logsf")):
+
+        def ours(logit_, phi_, m=method):
+            return getattr(llx.Beta(phi_), m)(x, logit_)
+
+        def scipys(logit_, phi_, r=ref):
+            mu = 1 / (1 + np.exp(-logit_))
+            return getattr(stats.beta(phi_ * mu, phi_ * (1 - mu)), r)(x)
+
+        g_logit, g_phi = jax.jit(jax.grad(ours, argnums=(0, 1)))(logit, phi)
+        h = 1e-6
+        fd_logit = (scipys(logit + h, phi) - scipys(logit - h, phi)) / (2 * h)
+        fd_phi = (scipys(logit, phi + h) - scipys(logit, phi - h)) / (2 * h)
+        # the differences carry rounding of about eps |f| / h
+        floor = 1e-9 * max(1.0, abs(scipys(logit, phi)))
+        assert float(g_logit) == pytest.approx(fd_logit, rel=1e-6, abs=floor)
+        assert float(g_phi) == pytest.approx(fd_phi, rel=1e-6, abs=floor)

@@ -14,7 +14,9 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import betainc, gammainc, gammaincc, gammaln
+from jax.custom_derivatives import SymbolicZero
+from jax.scipy.special import betainc as _jax_betainc
+from jax.scipy.special import gammainc, gammaincc, gammaln
 from jaxtyping import Array, ArrayLike, Float
 
 from ._base import POSITIVE, AbstractNoise, as_param
@@ -156,6 +158,7 @@ def _broadcast(value: Array, *others: Array) -> Array:
 # Tail fallbacks for the regularised incomplete gamma functions, used where
 # `gammainc` / `gammaincc` underflow to 0 but their logarithm is representable.
 _TAIL_TERMS = 48
+_MAX_LEVELS = 4096  # the incomplete beta's derivatives: accurate up to a + b ~ 4e6
 
 
 def _log_gammainc_cf(k: Array, log_z: Array, z: Array) -> Array:
@@ -187,21 +190,94 @@ def _log_gammaincc_cf(k: Array, log_z: Array, z: Array) -> Array:
     return k * log_z - z - gammaln(k) - jnp.log(z + 1.0 - k - t)
 
 
-def _log_betainc_cf(a: Array, b: Array, x: Array) -> Array:
+def _log_betainc_cf(
+    a: Array, b: Array, x: Array, depth: int | Array = _TAIL_TERMS
+) -> Array:
     r"""$\log I_x(a, b)$ from $I_x = \frac{x^a(1-x)^b}{a\,B(a,b)}
     \cfrac{1}{1+\cfrac{d_1}{1+\cfrac{d_2}{1+\cdots}}}$ (the continued fraction of
-    Numerical Recipes' `betacf`, `_TAIL_TERMS` levels, evaluated backwards). Used
-    where $I_x$ underflows, i.e. $x$ far below the mean, where it converges fast."""
-    t = jnp.zeros_like(a * b * x)
-    for j in range(_TAIL_TERMS, 0, -1):
-        m = j // 2
-        if j % 2 == 0:
-            c = m * (b - m) * x / ((a + (2 * m - 1)) * (a + 2 * m))
-        else:
-            c = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + (2 * m + 1)))
-        t = c / (1.0 + t)
+    Numerical Recipes' `betacf`, `depth` levels, evaluated backwards). It converges
+    for $x < (a+1)/(a+b+2)$: fast far below the mean (where $I_x$ underflows,
+    `_TAIL_TERMS` levels), in about $2\sqrt{a+b}$ levels next to it. A traced
+    `depth` makes the loop a `while` (forward-mode differentiable only)."""
+
+    def level(i, t):
+        j = depth - i  # from the deepest level up
+        m = (j // 2).astype(x.dtype)
+        even = m * (b - m) * x / ((a + (2 * m - 1)) * (a + 2 * m))
+        odd = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + (2 * m + 1)))
+        return jnp.where(j % 2 == 0, even, odd) / (1.0 + t)
+
+    t = jax.lax.fori_loop(0, depth, level, jnp.zeros_like(a * b * x))
     log_beta = gammaln(a) + gammaln(b) - gammaln(a + b)
     return a * jnp.log(x) + b * jnp.log1p(-x) - jnp.log(a) - log_beta - jnp.log1p(t)
+
+
+def _betainc_partials(a: Array, b: Array, x: Array) -> tuple[Array, Array]:
+    r"""$(\partial I_x(a,b)/\partial a,\ \partial I_x(a,b)/\partial b)$ for
+    $0 < x < 1$: forward-mode derivatives of the continued fraction of
+    `_log_betainc_cf`, where it converges ($x < (a+1)/(a+b+2)$), times $I$; above,
+    of $I = 1 - I_{1-x}(b, a)$ the same way. Relative error below 1e-9 in float64
+    (checked against mpmath for $a, b \in [0.05, 5000]$ from the tails to the
+    mode)."""
+    a, b, x = jnp.broadcast_arrays(a, b, x)
+    # levels for convergence to rounding next to the mean (checked to a + b = 1.4e4)
+    levels = 32.0 + 2.0 * jnp.ceil(jnp.sqrt(jnp.max(a + b, initial=0.0)))
+    depth = jnp.where(levels < _MAX_LEVELS, levels, _MAX_LEVELS).astype(
+        jnp.int32
+    )  # NaN: max
+    direct = x < (a + 1.0) / (a + b + 2.0)
+    # each branch gets an argument where it converges (no NaN in the unused one)
+    x_lo = jnp.where(direct, x, 0.5 * (a + 1.0) / (a + b + 2.0))
+    x_hi = jnp.where(direct, 0.5 * (b + 1.0) / (a + b + 2.0), 1.0 - x)
+    ones, zeros = jnp.ones_like(x), jnp.zeros_like(x)
+
+    def partial(f, *args, which):
+        tangents = [ones if i == which else zeros for i in range(len(args))]
+        log_i, d_log_i = jax.jvp(lambda *v: f(*v, depth), args, tuple(tangents))
+        return jnp.exp(log_i) * d_log_i
+
+    lo = (
+        partial(_log_betainc_cf, a, b, x_lo, which=0),
+        partial(_log_betainc_cf, a, b, x_lo, which=1),
+    )
+    hi = (  # I = 1 - J, J = I_{1-x}(b, a)
+        -partial(_log_betainc_cf, b, a, x_hi, which=1),
+        -partial(_log_betainc_cf, b, a, x_hi, which=0),
+    )
+    return jnp.where(direct, lo[0], hi[0]), jnp.where(direct, lo[1], hi[1])
+
+
+@jax.custom_jvp
+def betainc(a: Array, b: Array, x: Array) -> Array:
+    r"""The regularised incomplete beta function $I_x(a, b)$ (jax's value),
+    differentiable in all three arguments: $\partial_x I = x^{a-1}(1-x)^{b-1} /
+    B(a, b)$ and the $a$, $b$ derivatives of `_betainc_partials` (jax has none).
+    At $x \le 0$ or $x \ge 1$ (where $I$ is constant) every derivative is 0."""
+    return _jax_betainc(a, b, x)
+
+
+def _betainc_jvp(primals, tangents):
+    a, b, x = primals
+    da, db, dx = tangents
+    value = betainc(a, b, x)
+    inside = (x > 0) & (x < 1)
+    xs = jnp.where(inside, x, jnp.asarray(0.5, x.dtype))
+    zero = jnp.zeros_like(value)
+    out = zero
+    if not isinstance(dx, SymbolicZero):
+        log_beta = gammaln(a) + gammaln(b) - gammaln(a + b)
+        density = jnp.exp((a - 1.0) * jnp.log(xs) + (b - 1.0) * jnp.log1p(-xs) - log_beta)
+        out = out + jnp.where(inside, density, zero) * dx
+    if not (isinstance(da, SymbolicZero) and isinstance(db, SymbolicZero)):
+        ga, gb = _betainc_partials(a, b, xs)
+        if not isinstance(da, SymbolicZero):
+            out = out + jnp.where(inside, ga, zero) * da
+        if not isinstance(db, SymbolicZero):
+            out = out + jnp.where(inside, gb, zero) * db
+    return value, out
+
+
+betainc.defjvp(_betainc_jvp, symbolic_zeros=True)
 
 
 # ------------------------------------------------------------------ Gamma
@@ -365,9 +441,9 @@ class Beta(AbstractNoise):
     `cdf` is `betainc(a, b, x)`; `log_cdf` / `log_sf` take the logarithm of the
     smaller tail (`betainc` of the reflected arguments for the upper one) and, where
     that underflows, the continued fraction of $I_x(a, b)$ in log space, so deep
-    tails stay finite and accurate. jax has no
-    derivative of `betainc` in $a, b$, so `cdf` and its logs cannot be
-    differentiated with respect to `x_hat` or the concentration.
+    tails stay finite and accurate. All three are differentiable with respect to
+    `x_hat` and the concentration (jax's `betainc` has no derivative in $a$, $b$;
+    likelax's `betainc` adds them), so censored Beta regression can be fitted.
 
     Arguments:
         concentration: the precision $\phi > 0$; an array broadcast against the
@@ -470,14 +546,17 @@ class Beta(AbstractNoise):
         tiny = jnp.finfo(p.dtype).tiny * 1e6
         cf_p = p < tiny
         cf_q = q < tiny
+        # (the continued fraction's unused branch gets a point where it converges)
         log_p_small = jnp.where(
             cf_p,
-            _log_betainc_cf(a, b, jnp.where(cf_p, xs, 0.0)),
+            _log_betainc_cf(a, b, jnp.where(cf_p, xs, 0.5 * (a + 1.0) / (a + b + 2.0))),
             jnp.log(jnp.where(cf_p, 1.0, p)),
         )
         log_q_small = jnp.where(
             cf_q,
-            _log_betainc_cf(b, a, jnp.where(cf_q, 1.0 - xs, 0.0)),
+            _log_betainc_cf(
+                b, a, jnp.where(cf_q, 1.0 - xs, 0.5 * (b + 1.0) / (a + b + 2.0))
+            ),
             jnp.log(jnp.where(cf_q, 1.0, q)),
         )
         lower = p < 0.5
