@@ -327,6 +327,27 @@ def test_binomial_support_and_infinite_logits():
     assert v == jnp.inf and not np.isnan(g)
 
 
+def test_binomial_total_count_gradient():
+    """`total_count` is not learned, but a gradient wrt the module gives the
+    derivative of the log-gamma continuation (an mpmath central difference), in
+    every regime of the coefficient, and no NaN at infinite logits (there it was
+    NaN, and in the exact-table regime the table's derivative, 0)."""
+    mpmath.mp.dps = 40
+
+    def nll(n, x, lg):
+        log_choose = mpmath.loggamma(n + 1) - mpmath.loggamma(n - x + 1)
+        return -log_choose + n * mpmath.log1p(mpmath.exp(lg)) - x * lg
+
+    for n, x, logit in [(10.0, 3.0, 0.4), (25.0, 25.0, 1.0), (1000.0, 400.0, 0.2)]:
+        g = jax.grad(lambda m: m.nll(x, logit))(llx.Binomial(n)).total_count
+        h, n_mp, lg = mpmath.mpf(10) ** -12, mpmath.mpf(n), mpmath.mpf(logit)
+        want = (nll(n_mp + h, x, lg) - nll(n_mp - h, x, lg)) / (2 * h)
+        assert float(g) == pytest.approx(float(want), rel=1e-9)
+    for x, logit in [(10.0, np.inf), (0.0, -np.inf), (4.0, np.inf)]:
+        g = jax.grad(lambda m, x=x, lg=logit: m.nll(x, lg))(llx.Binomial(10.0))
+        assert not np.isnan(g.total_count)
+
+
 def test_binomial_zero_trials():
     v, g = jax.value_and_grad(lambda lg: llx.Binomial(0.0).nll(0.0, lg))(1.3)
     assert v == 0 and g == 0

@@ -12,11 +12,12 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import betainc
+from jax.scipy.special import betainc, digamma
 from jaxtyping import Array, ArrayLike, Float
 
 from ._base import NONNEGATIVE_INTEGER, AbstractNoise, as_param
 from ._count import (
+    _logistic_parts,
     _small_log_factorial,
     _stirling_tail,
     _stirling_terms,
@@ -145,6 +146,29 @@ def _binomial_nll(x: Array, n: Array, logit: Array) -> Array:
     return jnp.where(small_x | small_y, coefficient + pair, both)
 
 
+@jax.custom_jvp
+def _binomial_core(x: Array, n: Array, logit: Array) -> Array:
+    r"""`_binomial_nll` with its derivatives written out: only the softplus pair
+    depends on the logit, $\partial_\ell = (n - x)\,\sigma(\ell) - x\,\sigma(-\ell)$
+    (finite at $\ell = \pm\infty$); autodiff through the three regimes of the
+    coefficient wrote ~10 full-size arrays for it. The count has no derivative;
+    `total_count` (an integer, not learned) gets that of the $\log\Gamma$
+    continuation, $\mathrm{softplus}(\ell) - \psi(n+1) + \psi(n-x+1)$ (formed
+    only when it is asked for; it also keeps `total_count`'s value check in a
+    program that differentiates the module)."""
+    return _binomial_nll(x, n, logit)
+
+
+@_binomial_core.defjvp
+def _binomial_core_jvp(primals, tangents):
+    x, n, logit = primals
+    _, dn, dlogit = tangents
+    s, sm, _, softplus = _logistic_parts(logit)
+    d_logit = (n - x) * s - x * sm
+    d_n = softplus - digamma(n + 1.0) + digamma(n - x + 1.0)
+    return _binomial_core(x, n, logit), d_logit * dlogit + d_n * dn
+
+
 class Binomial(AbstractNoise):
     r"""Binomial noise: $x$ successes out of $n$ = `total_count` trials, logit
     `x_hat` $=\ell$, $p = \sigma(\ell)$:
@@ -179,7 +203,7 @@ class Binomial(AbstractNoise):
         return log_factorial(x) + log_factorial(n - x) - log_factorial(n)
 
     def _nll(self, x, x_hat):
-        return _binomial_nll(x, self.total_count, x_hat)
+        return _binomial_core(x, self.total_count, x_hat)
 
     def _in_support(self, x):
         return (x >= 0) & (x <= self.total_count) & (x == jnp.floor(x))
