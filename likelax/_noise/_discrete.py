@@ -137,12 +137,14 @@ def _binomial_nll(x: Array, n: Array, logit: Array) -> Array:
         + _stirling_tail(ya, terms)
         - _stirling_tail(na, terms)
     )
-    # one side small: -log C(n, x) = log x! - (log n! - log y!)
+    # one side small: -log C(n, x) = log x! - (log n! - log y!), or x and y swapped
+    # (one log_gamma_step on the chosen pair, not one per side)
     lf_xs, lf_ys = _small_log_factorial(xs), _small_log_factorial(ys)
-    only_x = lf_xs - log_gamma_step(ya + 1.0, xs)
-    only_y = lf_ys - log_gamma_step(xa + 1.0, ys)
+    one_small = jnp.where(small_x, lf_xs, lf_ys) - log_gamma_step(
+        jnp.where(small_x, ya, xa) + 1.0, jnp.where(small_x, xs, ys)
+    )
     plain = lf_xs + lf_ys - log_factorial(xs + ys)
-    coefficient = jnp.where(small_x, jnp.where(small_y, plain, only_x), only_y)
+    coefficient = jnp.where(small_x & small_y, plain, one_small)
     return jnp.where(small_x | small_y, coefficient + pair, both)
 
 
