@@ -92,6 +92,7 @@ EXTREMES = [
     ("Gamma", 2.0, 0.5, 1e-8, BOTH, None),
     ("Gamma", 5e-5, 0.0, 0.5, BOTH, None),
     ("Gamma", 3.0, 1.0, 1e300, F64_ONLY, 1e-3),
+    ("Gamma", 0.5, 0.3, 1.0842e-19, BOTH, None),  # a learned shape held at its edge
     # Beta: logits far out (a or b underflows), huge / tiny precision, x at the ends
     ("Beta", 0.3, 1e4, 2.0, BOTH, None),
     ("Beta", 0.3, -1e4, 2.0, BOTH, None),
@@ -103,6 +104,7 @@ EXTREMES = [
     ("Beta", 1e-300, -2.0, 2.0, F64_ONLY, None),
     ("Beta", 1.0 - 2.0**-53, 3.0, 2.0, F64_ONLY, None),
     ("Beta", 1e-30, -2.0, 2.0, BOTH, None),
+    ("Beta", 0.3, 0.5, 1.0842e-19, BOTH, None),  # a learned precision held at its edge
     # VonMises: huge / tiny concentration, far angles, wrap-around
     ("VonMises", 0.0, 0.0, 1e30, BOTH, 1e-30),
     ("VonMises", 1e-15, 0.0, 1e30, BOTH, 1e-30),

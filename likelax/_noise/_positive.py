@@ -55,11 +55,11 @@ def _stirlerr(k: Array, log_k: Array) -> Array:
     log_ks = jnp.where(big, 0.0, log_k)
     m = ks + _STIRLING_SWITCH
     # written with terms of size ~10 (not ~35): (k + 1/2) log(m / k)
-    # + log(m^9 / prod_j (k + j)) - 10 + stirlerr(m)
-    tiny = ks < 1e-30  # k may have underflowed: use log k as given
-    log_m_over_k = jnp.where(
-        tiny, jnp.log(m) - log_ks, jnp.log1p(_STIRLING_SWITCH / jnp.where(tiny, 1.0, ks))
-    )
+    # + log(m^9 / prod_j (k + j)) - 10 + stirlerr(m). log(m / k) as a difference of
+    # logs (m / k > 2: no cancellation) with log k as given, so that a k which
+    # underflowed is right and the derivative 1/m - 1/k never forms k^2 (which
+    # flushes to 0 in float32 at k = 1e-19, the edge of a learned concentration)
+    log_m_over_k = jnp.log(m) - log_ks
     prod = ks + 1.0
     for j in range(2, 10):
         prod = prod * (ks + j)
