@@ -40,7 +40,10 @@ class Censored(AbstractCombinator):
     censoring points; they broadcast with the data); None means no censoring on that
     side. Right-censored survival data: pass `upper = where(event, inf, time)` and
     `x = time`, so events contribute the density and censored times the survival.
-    The bounds are data, not hyperparameters (never learned).
+    The bounds are data, not hyperparameters (never learned). The tail terms are
+    differentiable in `x_hat` and in the noise's hyperparameters (Beta's and the
+    negative binomial's through likelax's incomplete beta, which has derivatives
+    in its shapes), so a censored model can learn its noise.
 
     - `loss`: the tail term at censored observations, the noise's loss elsewhere
       (the dropped constant is the noise's, which is free of `x_hat`).

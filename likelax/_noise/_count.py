@@ -18,11 +18,11 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import betainc, digamma, gammainc, gammaincc, gammaln
+from jax.scipy.special import digamma, gammainc, gammaincc, gammaln
 from jaxtyping import Array, ArrayLike, Float
 
 from ._base import POSITIVE, AbstractNoise, as_param
-from ._positive import _log1p_minus
+from ._positive import _log1p_minus, betainc, log_betainc_tails
 from ._special import HALF_LOG_2PI, STIRLING
 
 __all__ = [
@@ -549,10 +549,15 @@ class NegativeBinomial(AbstractNoise):
         value = betainc(r, k + 1.0, p)
         return jnp.where(inside, value, jnp.zeros((), value.dtype))
 
+    def _log_tails(self, x, x_hat):
+        r"""$P(X \le k) = I_p(r, k+1)$ and $P(X > k) = I_q(k+1, r)$, $q = 1-p$, in
+        log space and each accurate where it is small (`log_betainc_tails`)."""
+        r, k, inside, p, q = self._tail_args(x, x_hat)
+        log_p, log_q = log_betainc_tails(r, k + 1.0, p, q)
+        return jnp.where(inside, log_p, -jnp.inf), jnp.where(inside, log_q, 0.0)
+
     def _log_cdf(self, x, x_hat):
-        return jnp.log(self._cdf(x, x_hat))
+        return self._log_tails(x, x_hat)[0]
 
     def _log_sf(self, x, x_hat):
-        r, k, inside, _, q = self._tail_args(x, x_hat)
-        value = jnp.log(betainc(k + 1.0, r, q))
-        return jnp.where(inside, value, jnp.zeros((), value.dtype))
+        return self._log_tails(x, x_hat)[1]

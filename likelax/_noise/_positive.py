@@ -280,6 +280,39 @@ def _betainc_jvp(primals, tangents):
 betainc.defjvp(_betainc_jvp, symbolic_zeros=True)
 
 
+def log_betainc_tails(
+    a: Array, b: Array, x: Array, y: Array | None = None
+) -> tuple[Array, Array]:
+    r"""$(\log I_x(a, b),\ \log I_y(b, a))$ for $0 < x < 1$, $y = 1 - x$ (pass
+    it when it is known more accurately than `1 - x`): the lower and upper tails
+    of a Beta$(a, b)$ law at $x$, each accurate where it is small.
+
+    Each tail is `betainc` where it is the smaller one and `log1p` of minus the
+    other where it is not; a tail that underflows comes from the continued
+    fraction in log space (`_log_betainc_cf`), so deep tails stay finite and
+    accurate. Differentiable in $a$, $b$ and $x$; every unused branch sees a
+    harmless argument (no NaN in gradients)."""
+    y = 1.0 - x if y is None else y
+    p = betainc(a, b, x)
+    q = betainc(b, a, y)
+    tiny = jnp.finfo(p.dtype).tiny * 1e6
+    cf_p, cf_q = p < tiny, q < tiny
+    log_p_small = jnp.where(
+        cf_p,
+        _log_betainc_cf(a, b, jnp.where(cf_p, x, 0.5 * (a + 1.0) / (a + b + 2.0))),
+        jnp.log(jnp.where(cf_p, 1.0, p)),
+    )
+    log_q_small = jnp.where(
+        cf_q,
+        _log_betainc_cf(b, a, jnp.where(cf_q, y, 0.5 * (b + 1.0) / (a + b + 2.0))),
+        jnp.log(jnp.where(cf_q, 1.0, q)),
+    )
+    lower = p < 0.5
+    log_p = jnp.where(lower, log_p_small, jnp.log1p(-jnp.where(lower, 0.0, q)))
+    log_q = jnp.where(lower, jnp.log1p(-jnp.where(lower, p, 0.0)), log_q_small)
+    return log_p, log_q
+
+
 # ------------------------------------------------------------------ Gamma
 
 
@@ -538,30 +571,7 @@ class Beta(AbstractNoise):
     def _log_tails(self, x, x_hat):
         a, b = self._shapes(x_hat)
         xs = jnp.where((x <= 0) | (x >= 1), 0.5, x)  # NaN stays NaN
-        p = betainc(a, b, xs)
-        q = betainc(b, a, 1.0 - xs)
-        # each tail directly where it is the smaller one, else as log1p(-other); a
-        # tail that underflows comes from the log-space continued fraction. Every
-        # unused branch sees a harmless argument (no NaN in gradients).
-        tiny = jnp.finfo(p.dtype).tiny * 1e6
-        cf_p = p < tiny
-        cf_q = q < tiny
-        # (the continued fraction's unused branch gets a point where it converges)
-        log_p_small = jnp.where(
-            cf_p,
-            _log_betainc_cf(a, b, jnp.where(cf_p, xs, 0.5 * (a + 1.0) / (a + b + 2.0))),
-            jnp.log(jnp.where(cf_p, 1.0, p)),
-        )
-        log_q_small = jnp.where(
-            cf_q,
-            _log_betainc_cf(
-                b, a, jnp.where(cf_q, 1.0 - xs, 0.5 * (b + 1.0) / (a + b + 2.0))
-            ),
-            jnp.log(jnp.where(cf_q, 1.0, q)),
-        )
-        lower = p < 0.5
-        log_p = jnp.where(lower, log_p_small, jnp.log1p(-jnp.where(lower, 0.0, q)))
-        log_q = jnp.where(lower, jnp.log1p(-jnp.where(lower, p, 0.0)), log_q_small)
+        log_p, log_q = log_betainc_tails(a, b, xs)
         log_p = jnp.where(x <= 0, -jnp.inf, jnp.where(x >= 1, 0.0, log_p))
         log_q = jnp.where(x <= 0, 0.0, jnp.where(x >= 1, -jnp.inf, log_q))
         return log_p, log_q
