@@ -336,11 +336,29 @@ def _gn_hoisted(m, p, x):
     return jnp.sum(jnp.abs(x - m) ** b) * jnp.exp(-b * jnp.log(s)) + _n(x) * _gn_const(b, s)
 
 
+# |r|**b lowers to one scalar `pow` call per element on XLA:CPU (~7x slower than
+# exp(b log|r|)): the exp-log forms are the fast hand-written ones.
+def _gn_natural_exp_log(m, p, x):
+    b, s = p["power"], p["scale"]
+    return jnp.sum(jnp.exp(b * jnp.log(jnp.abs((x - m) / s))) + _gn_const(b, s))
+
+
+def _gn_hoisted_exp_log(m, p, x):
+    b, s = p["power"], p["scale"]
+    power_sum = jnp.sum(jnp.exp(b * jnp.log(jnp.abs(x - m))))
+    return power_sum * jnp.exp(-b * jnp.log(s)) + _n(x) * _gn_const(b, s)
+
+
 GENERALIZED_NORMAL = Family(
     "GeneralizedNormal",
     {"power": 1.5, "scale": 1.2},
     _loc_data(1.2),
-    hand={"natural": _gn_natural, "hoisted": _gn_hoisted},
+    hand={
+        "natural": _gn_natural,
+        "hoisted": _gn_hoisted,
+        "natural (exp-log)": _gn_natural_exp_log,
+        "hoisted (exp-log)": _gn_hoisted_exp_log,
+    },
     peers={
         "jax.scipy": lambda m, p, x: (
             -jnp.sum(
