@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -32,6 +33,7 @@ __all__ = [
     "AbstractCombinator",
     "check_noise",
     "logsumexp_list",
+    "lse_parts",
     "prediction_kind",
 ]
 
@@ -213,34 +215,54 @@ def common_kind(kinds: list[str]) -> str:
 # ------------------------------------------------------------------ logsumexp
 
 
-def _lse_list_parts(a):
-    # No per-element `where` (nor a `min` against a constant): on XLA:CPU either one
-    # stops the sum of the nll fusing into a single loop. The shift is the max,
-    # raised to the lowest float so that it is finite when every term is -inf (then
-    # s = 0 and the value is -inf).
+def _pair(a: Array, b: Array) -> tuple[Array, Array]:
+    # the max, and the difference of the terms raised to the lowest float (0 where
+    # both are -inf, so that no -inf - -inf = NaN)
+    lowest = jnp.finfo(a.dtype).min
+    return jnp.maximum(a, b), jnp.maximum(a, lowest) - jnp.maximum(b, lowest)
+
+
+def lse_parts(a: Sequence[Array]) -> tuple[Array, list[Array], Array | None]:
+    r"""$(\log\sum_k e^{a_k},\ [w_k],\ c)$ elementwise, with the responsibilities
+    $e^{a_k} / \sum_j e^{a_j} = w_k c$ ($c$ = None means 1).
+
+    Two terms: $\max(a, b) + \log(1 + e^{-|a-b|})$ (one `exp` and a `log1p`) and
+    $w = 1/(1 + e^{\mp(a-b)})$, each formed directly (exactly 0 for a term of
+    $-\infty$, accurate when tiny). More: the max plus the log of
+    $s = \sum_k e^{a_k - \max}$, $w_k = e^{a_k - \max}$, $c = 1/\max(s, 1)$ ($s = 0$
+    only where every term is $-\infty$: then the value is $-\infty$ and every
+    $w_k = 0$). No per-element `where` (nor a `min` against a constant): on XLA:CPU
+    either one stops the sum of the nll fusing into a single loop; the shift is
+    the max raised to the lowest float, finite when every term is $-\infty$.
+    """
+    if len(a) == 2:
+        m, d = _pair(a[0], a[1])
+        out = m + jnp.log1p(jnp.exp(-jnp.abs(d)))
+        return out, [1 / (1 + jnp.exp(-d)), 1 / (1 + jnp.exp(d))], None
     m = functools.reduce(jnp.maximum, a)
     shift = jnp.maximum(m, jnp.finfo(m.dtype).min)
     e = [jnp.exp(ai - shift) for ai in a]
     s = functools.reduce(operator.add, e)
-    return m + jnp.log(s), e, s
+    return m + jnp.log(s), e, 1.0 / jnp.maximum(s, jnp.ones((), s.dtype))
 
 
 @jax.custom_jvp
 def logsumexp_list(a: tuple[Array, ...]) -> Array:
-    r"""$\log\sum_k e^{a_k}$ over a tuple of same-shape arrays, elementwise.
+    r"""$\log\sum_k e^{a_k}$ over a tuple of same-shape arrays, elementwise
+    (`lse_parts`).
 
     Combining K per-element arrays (rather than stacking them into an `(N, K)`
     array) keeps the work fused into one loop. Exact where the terms underflow;
-    `-inf` when every term is `-inf` (with zero gradients, never NaN); NaN in, NaN
-    out. A term of `+inf` (an infinite density) gives NaN.
+    `-inf` when every term is `-inf` (never NaN); NaN in, NaN out. A term of
+    `+inf` (an infinite density) gives NaN (`+inf` with two terms). The tangent is
+    $\sum_k w_k\,da_k$ with the responsibilities of `lse_parts`.
     """
-    return _lse_list_parts(a)[0]
+    return lse_parts(a)[0]
 
 
 @logsumexp_list.defjvp
 def _logsumexp_list_jvp(primals, tangents):
     (a,), (da,) = primals, tangents
-    out, e, s = _lse_list_parts(a)
-    inv = 1.0 / jnp.maximum(s, jnp.ones((), s.dtype))  # s = 0 only where every e_k = 0
-    dot = functools.reduce(operator.add, [ei * di for ei, di in zip(e, da, strict=True)])
-    return out, dot * inv
+    out, resp, scale = lse_parts(a)
+    dot = functools.reduce(operator.add, [w * d for w, d in zip(resp, da, strict=True)])
+    return out, dot if scale is None else dot * scale

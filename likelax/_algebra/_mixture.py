@@ -17,9 +17,9 @@ from .._config import get_checks
 from .._noise._base import REAL, AbstractNoise, _is_concrete, as_param
 from ._common import (
     AbstractCombinator,
-    _lse_list_parts,
     check_noise,
     common_kind,
+    lse_parts,
     prediction_kind,
 )
 
@@ -384,22 +384,9 @@ class Mixture(AbstractCombinator):
         return self._combine("_log_sf", x, x_hat)
 
 
-def _pair(a: Array, b: Array) -> tuple[Array, Array]:
-    # the max, and the difference of the terms raised to the lowest float (0 where
-    # both are -inf, so that no -inf - -inf = NaN)
-    lowest = jnp.finfo(a.dtype).min
-    return jnp.maximum(a, b), jnp.maximum(a, lowest) - jnp.maximum(b, lowest)
-
-
 def _log_mixture_parts(log_w, cost):
-    """(value, responsibilities as a list, or None with (e, s) for the general K)."""
-    a = [lw - c for lw, c in zip(log_w, cost, strict=True)]
-    if len(a) == 2:
-        m, d = _pair(*a)
-        out = m + jnp.log1p(jnp.exp(-jnp.abs(d)))
-        return out, [1 / (1 + jnp.exp(-d)), 1 / (1 + jnp.exp(d))], None
-    out, e, s = _lse_list_parts(a)
-    return out, e, 1.0 / jnp.maximum(s, jnp.ones((), s.dtype))
+    r"""(value, responsibilities, their scale) of `lse_parts` on $\ell_k - c_k$."""
+    return lse_parts([lw - c for lw, c in zip(log_w, cost, strict=True)])
 
 
 @jax.custom_jvp
@@ -427,12 +414,12 @@ def _log_mixture(log_w: tuple[Array, ...], cost: tuple[Array, ...]) -> Array:
 @_log_mixture.defjvp
 def _log_mixture_jvp(primals, tangents):
     (log_w, cost), (d_log_w, d_cost) = primals, tangents
-    out, resp, inv = _log_mixture_parts(log_w, cost)
+    out, resp, scale = _log_mixture_parts(log_w, cost)
     dot = functools.reduce(
         operator.add,
         [r * (dc - dl) for r, dc, dl in zip(resp, d_cost, d_log_w, strict=True)],
     )
-    return out, -(dot if inv is None else dot * inv)
+    return out, -(dot if scale is None else dot * scale)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
