@@ -121,6 +121,9 @@ def test_every_component_impossible(dtype, jit):
     )
     assert _finite_tree((g_m, g_xh, g_all))
     assert float(g_xh[0]) == 0.0
+    # the impossible element's +inf nll: zero gradients (weights and components)
+    g_dead = _maybe_jit(jax.grad(lambda m: m.nll(x, xh)[0]), jit)(mix)
+    assert all(np.all(np.asarray(v) == 0) for v in jax.tree.leaves(g_dead))
 
 
 def test_normal_plus_gamma_below_zero():

@@ -228,17 +228,24 @@ def lse_parts(a: Sequence[Array]) -> tuple[Array, list[Array], Array | None]:
 
     Two terms: $\max(a, b) + \log(1 + e^{-|a-b|})$ (one `exp` and a `log1p`) and
     $w = 1/(1 + e^{\mp(a-b)})$, each formed directly (exactly 0 for a term of
-    $-\infty$, accurate when tiny). More: the max plus the log of
-    $s = \sum_k e^{a_k - \max}$, $w_k = e^{a_k - \max}$, $c = 1/\max(s, 1)$ ($s = 0$
-    only where every term is $-\infty$: then the value is $-\infty$ and every
-    $w_k = 0$). No per-element `where` (nor a `min` against a constant): on XLA:CPU
-    either one stops the sum of the nll fusing into a single loop; the shift is
-    the max raised to the lowest float, finite when every term is $-\infty$.
+    $-\infty$, accurate when tiny; both 0 where both terms are $-\infty$).
+
+    More terms: the max plus the log of $s = \sum_k e^{a_k - \max}$, with
+    $w_k = e^{a_k - \max}$ and $c = 1/\max(s, 1)$ ($s = 0$ only where every term
+    is $-\infty$: then the value is $-\infty$ and every $w_k = 0$).
+
+    No per-element `where` in the value: on XLA:CPU it stops the sum of the nll
+    fusing into a single loop. The shift is the max raised to the lowest float,
+    finite when every term is $-\infty$.
     """
     if len(a) == 2:
         m, d = _pair(a[0], a[1])
         out = m + jnp.log1p(jnp.exp(-jnp.abs(d)))
-        return out, [1 / (1 + jnp.exp(-d)), 1 / (1 + jnp.exp(d))], None
+        # 0 where both terms are -inf (d = 0 there), 1 elsewhere, select-free
+        live = jnp.minimum(
+            jnp.maximum(m, jnp.finfo(m.dtype).min) - jnp.finfo(m.dtype).min, 1
+        )
+        return out, [live / (1 + jnp.exp(-d)), live / (1 + jnp.exp(d))], None
     m = functools.reduce(jnp.maximum, a)
     shift = jnp.maximum(m, jnp.finfo(m.dtype).min)
     e = [jnp.exp(ai - shift) for ai in a]
