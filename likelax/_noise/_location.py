@@ -450,6 +450,55 @@ def _log_tail(raw, log_pdf):
 _t_log_tail = _log_tail(_t_log_tail_raw, _t_log_pdf)
 
 
+def _blend(r: Array, s: Array, nu: Array, gauss: Array, const: Array) -> Array:
+    r"""Student-t's nll (or loss) $(\tfrac12 g^2 + c) + \mathrm{core}(t)$ with
+    $(g, t) = (0, r)$ for finite df and $(r, 0)$ for df $= \infty$, by clamping $r$
+    to $[-0, 0]$ or $[-\infty, \infty]$: no per-element select (which would stop
+    XLA fusing the nll into the sum that consumes it) and no $\infty\cdot0$ at
+    $r = \pm\infty$. At df $= \infty$, core(0) = 0 is added to the Gaussian's own
+    expression, so it rounds the same way."""
+    inf = jnp.asarray(jnp.inf, r.dtype)
+    g_lim = jnp.where(gauss, inf, 0.0)
+    t_lim = jnp.where(gauss, 0.0, inf)
+    z = standardize(jnp.clip(r, -g_lim, g_lim), s)
+    core = _student_core(jnp.clip(r, -t_lim, t_lim), s, nu)
+    return (0.5 * z * z + const) + core
+
+
+@jax.custom_jvp
+def _scalar_df_blend(r: Array, s: Array, nu: Array, gauss: Array, const: Array) -> Array:
+    """`_blend` for one df: the value is the select-free blend (it fuses into a
+    sum), the derivatives are those of the branch in use only (a `cond` on the
+    scalar df): the gradient program does not carry the other branch's
+    derivatives (Student-t value_and_grad at N = 1e6: 5.3 -> 4.2 ms)."""
+    return _blend(r, s, nu, gauss, const)
+
+
+@_scalar_df_blend.defjvp
+def _scalar_df_blend_jvp(primals, tangents):
+    r, s, nu, gauss, const = primals
+    dr, ds, dnu, _, dconst = tangents
+    shape = jnp.broadcast_shapes(r.shape, s.shape, nu.shape, jnp.shape(const))
+
+    def full(pair):
+        return tuple(jnp.broadcast_to(v, shape) for v in pair)
+
+    def gaussian():
+        def f(r_, s_, c_):
+            z = standardize(r_, s_)
+            return (0.5 * z * z + c_) + jnp.zeros((), z.dtype)
+
+        return full(jax.jvp(f, (r, s, const), (dr, ds, dconst)))
+
+    def student():
+        def f(r_, s_, nu_, c_):
+            return (jnp.zeros((), r_.dtype) + c_) + _student_core(r_, s_, nu_)
+
+        return full(jax.jvp(f, (r, s, nu, const), (dr, ds, dnu, dconst)))
+
+    return lax.cond(gauss, gaussian, student)
+
+
 class StudentT(_LocationFamily):
     r"""Student-t noise with `df` $=\nu$ degrees of freedom:
 
@@ -492,19 +541,11 @@ class StudentT(_LocationFamily):
         return self._blend(x, x_hat, self._const(x))
 
     def _blend(self, x, x_hat, const):
-        # (½·g·g + const) + core(t) with (g, t) = (0, r) for finite df and (r, 0)
-        # for df = inf, by clamping r to [-0, 0] or [-inf, inf] (no per-element
-        # select, which would stop XLA fusing the nll into the sum that consumes
-        # it; no inf·0 at r = ±inf): at df = inf, core(0) = 0 is added to the
-        # Gaussian's own expression, so it rounds the same way.
         gauss, nu = self._finite_df()
         r = x - x_hat
-        inf = jnp.asarray(jnp.inf, r.dtype)
-        g_lim = jnp.where(gauss, inf, 0.0)
-        t_lim = jnp.where(gauss, 0.0, inf)
-        z = standardize(jnp.clip(r, -g_lim, g_lim), self.scale)
-        core = _student_core(jnp.clip(r, -t_lim, t_lim), self.scale, nu)
-        return (0.5 * z * z + const) + core
+        if gauss.size == 1:  # one df: the derivatives of the df in use only
+            return _scalar_df_blend(r, self.scale, nu, gauss.reshape(()), const)
+        return _blend(r, self.scale, nu, gauss, const)
 
     def _const(self, x):
         return jnp.log(self.scale) + (HALF_LOG_2PI - _student_d(self.df))
