@@ -212,6 +212,12 @@ def _log_betainc_cf(
     return a * jnp.log(x) + b * jnp.log1p(-x) - jnp.log(a) - log_beta - jnp.log1p(t)
 
 
+def _inside_cf(a: Array, b: Array) -> Array:
+    """A point where the continued fraction of $I_x(a, b)$ converges (half its
+    switch point $(a+1)/(a+b+2)$): the harmless argument of an unused branch."""
+    return 0.5 * (a + 1.0) / (a + b + 2.0)
+
+
 def _betainc_partials(a: Array, b: Array, x: Array) -> tuple[Array, Array]:
     r"""$(\partial I_x(a,b)/\partial a,\ \partial I_x(a,b)/\partial b)$ for
     $0 < x < 1$: forward-mode derivatives of the continued fraction of
@@ -222,13 +228,12 @@ def _betainc_partials(a: Array, b: Array, x: Array) -> tuple[Array, Array]:
     a, b, x = jnp.broadcast_arrays(a, b, x)
     # levels for convergence to rounding next to the mean (checked to a + b = 1.4e4)
     levels = 32.0 + 2.0 * jnp.ceil(jnp.sqrt(jnp.max(a + b, initial=0.0)))
-    depth = jnp.where(levels < _MAX_LEVELS, levels, _MAX_LEVELS).astype(
-        jnp.int32
-    )  # NaN: max
+    levels = jnp.where(levels < _MAX_LEVELS, levels, _MAX_LEVELS)  # NaN: the cap
+    depth = levels.astype(jnp.int32)
     direct = x < (a + 1.0) / (a + b + 2.0)
     # each branch gets an argument where it converges (no NaN in the unused one)
-    x_lo = jnp.where(direct, x, 0.5 * (a + 1.0) / (a + b + 2.0))
-    x_hi = jnp.where(direct, 0.5 * (b + 1.0) / (a + b + 2.0), 1.0 - x)
+    x_lo = jnp.where(direct, x, _inside_cf(a, b))
+    x_hi = jnp.where(direct, _inside_cf(b, a), 1.0 - x)
     ones, zeros = jnp.ones_like(x), jnp.zeros_like(x)
 
     def partial(f, *args, which):
@@ -299,12 +304,12 @@ def log_betainc_tails(
     cf_p, cf_q = p < tiny, q < tiny
     log_p_small = jnp.where(
         cf_p,
-        _log_betainc_cf(a, b, jnp.where(cf_p, x, 0.5 * (a + 1.0) / (a + b + 2.0))),
+        _log_betainc_cf(a, b, jnp.where(cf_p, x, _inside_cf(a, b))),
         jnp.log(jnp.where(cf_p, 1.0, p)),
     )
     log_q_small = jnp.where(
         cf_q,
-        _log_betainc_cf(b, a, jnp.where(cf_q, y, 0.5 * (b + 1.0) / (a + b + 2.0))),
+        _log_betainc_cf(b, a, jnp.where(cf_q, y, _inside_cf(b, a))),
         jnp.log(jnp.where(cf_q, 1.0, q)),
     )
     lower = p < 0.5
