@@ -185,9 +185,9 @@ class _Problem(eqx.Module):
     objective: Any
     params_static: Any
     key: Any
-    gtol: Array
-    ftol: Array
-    until: Array
+    gtol: ArrayLike  # numpy arrays where given as Python numbers: no eager program
+    ftol: ArrayLike
+    until: ArrayLike
     optimizer: optax.GradientTransformationExtraArgs = eqx.field(static=True)
     steps: int = eqx.field(static=True)
     batch_size: int | None = eqx.field(static=True)
@@ -355,7 +355,23 @@ def _init_impl(problem: _Problem, data, params_dyn) -> _State:
     return jax.tree.map(lambda a: jnp.asarray(a, dtype=a.dtype), state)
 
 
+# Traced once per problem: by `_blank` for the shapes, then (from jax's cache) inside
+# the loop program.
 _init = eqx.filter_jit(_init_impl)
+
+
+def _blank(problem: _Problem, data, params_dyn) -> _State:
+    """A placeholder of the initial state's shapes and dtypes, made in numpy with
+    `fresh` set: the loop program replaces it by `_init_impl`'s state, so starting a
+    fit compiles no program of its own. (An optimiser state holding typed PRNG keys,
+    which numpy cannot make, gets the real initial state from a small program.)"""
+    like = eqx.filter_eval_shape(_init, problem, data, params_dyn)
+    if any(
+        jax.dtypes.issubdtype(a.dtype, jax.dtypes.extended) for a in jax.tree.leaves(like)
+    ):
+        return _init(problem, data, params_dyn)
+    blank = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), like)
+    return eqx.tree_at(lambda s: s.fresh, blank, np.ones((), bool))
 
 
 def _evaluate_first(problem: _Problem, data, s: _State) -> _State:
@@ -445,18 +461,25 @@ def _step(problem: _Problem, data, s: _State) -> _State:
     )
 
 
-def _advance_impl(problem: _Problem, data, state: _State):
+def _advance_impl(problem: _Problem, data, params_dyn, state: _State):
     """Run the loop until `problem.until` steps (or convergence / failure); the
     state and `(fitted objective, data fingerprint)`: the fitted objective (None when
     nothing is learned) and the fingerprint are made in this program, not eagerly.
 
-    The initial point is evaluated first, outside the loop (a `cond` on `fresh`;
-    under `vmap` a select: one evaluation per call, not per step), so the loop body
-    is only step + evaluation + checks, as in a hand-written loop."""
-    if _uses_cache(problem, state.opt_state, state.x):
-        state = jax.lax.cond(
-            state.fresh, lambda s: _evaluate_first(problem, data, s), lambda s: s, state
-        )
+    `params_dyn` (None: `state` is already initialised) replaces a fresh `state`
+    (a `_blank`) by the initial state, in a `cond`. With a line search the initial
+    point is then evaluated, outside the loop (one evaluation per call, not per
+    step), so the loop body is only step + evaluation + checks, as in a
+    hand-written loop."""
+    line_search = _uses_cache(problem, state.opt_state, state.x)
+
+    def begin(s: _State) -> _State:
+        if params_dyn is not None:
+            s = _init(problem, data, params_dyn)
+        return _evaluate_first(problem, data, s) if line_search else s
+
+    if params_dyn is not None or line_search:
+        state = jax.lax.cond(state.fresh, begin, lambda s: s, state)
     until = jnp.minimum(problem.until, problem.steps)
     state = jax.lax.while_loop(
         lambda s: s.fresh | ((s.step < until) & ~s.done),
@@ -472,12 +495,10 @@ def _fitted(problem: _Problem, x):
     return problem.objective.with_learned(x[1]) if problem.learn else problem.objective
 
 
+# The first argument, `(problem, data, params_dyn)`, is not donated.
 _advance = eqx.filter_jit(
-    lambda problem_data, state: _advance_impl(problem_data[0], problem_data[1], state),
+    lambda inputs, state: _advance_impl(inputs[0], inputs[1], inputs[2], state),
     donate="all-except-first",
-)
-_advance_traced = eqx.filter_jit(
-    lambda problem_data, state: _advance_impl(problem_data[0], problem_data[1], state)
 )
 
 
@@ -729,13 +750,20 @@ def _rows(data) -> int:
     return ns.pop()
 
 
-def _default_tol(params_dyn, learned) -> tuple[float, float]:
+def _tolerances(params_dyn, learned, tol, ftol) -> tuple[Any, Any]:
+    """`(tol, ftol)` with their defaults, as arrays of the trained leaves' dtype:
+    numpy arrays for Python numbers (no eager XLA program), jax arrays as given."""
     leaves = jax.tree.leaves((params_dyn, learned))
     dtype = (
         jnp.result_type(*(a.dtype for a in leaves)) if leaves else jnp.result_type(float)
     )
-    eps = float(jnp.finfo(dtype).eps)
-    return eps**0.6, 0.0
+
+    def array(value, default: float):
+        if isinstance(value, jax.Array):
+            return value
+        return np.asarray(default if value is None else value, dtype)
+
+    return array(tol, float(jnp.finfo(dtype).eps) ** 0.6), array(ftol, 0.0)
 
 
 def _learned_shapes(objective):
@@ -988,9 +1016,7 @@ def fit(
     params_dyn, params_static = eqx.partition(params, eqx.is_inexact_array)
     learned0 = _learned_shapes(objective)
     learn = bool(jax.tree.leaves(learned0))
-    default_tol, default_ftol = _default_tol(params_dyn, learned0)
-    gtol = jnp.asarray(default_tol if tol is None else tol)
-    ftol_ = jnp.asarray(default_ftol if ftol is None else ftol)
+    gtol, ftol_ = _tolerances(params_dyn, learned0, tol, ftol)
 
     traced = _is_traced((objective, params, data, key, gtol, ftol_))
     if traced and (checkpoint_path is not None or resume):
@@ -1009,7 +1035,7 @@ def fit(
         key=key,
         gtol=gtol,
         ftol=ftol_,
-        until=jnp.asarray(steps, jnp.int32),
+        until=np.asarray(steps, np.int32),
         optimizer=_optimizer(
             optimizer, learned_optimizer, batch_size, params_dyn, learned0
         ),
@@ -1021,8 +1047,8 @@ def fit(
     )
 
     if traced:
-        state = _init(problem, data, params_dyn)
-        state, outs = _advance_traced((problem, data), state)
+        state = _init_impl(problem, data, params_dyn)  # staged into the caller's
+        state, outs = _advance_impl(problem, data, None, state)
         return _finish(problem, data, state, outs, throw)
 
     path = None if checkpoint_path is None else pathlib.Path(checkpoint_path)
@@ -1036,15 +1062,16 @@ def fit(
             raise FileNotFoundError(f"fit: no checkpoint at {str(resume_path)!r}.")
 
     if resume_path is not None:
-        like = eqx.filter_eval_shape(_init, problem, data, params_dyn)
+        like = eqx.filter_eval_shape(_init_impl, problem, data, params_dyn)
         state = _load(resume_path, problem, like)
         state = jax.tree.map(jnp.asarray, state)
         if mesh is not None:
             state = jax.device_put(state, jax.sharding.NamedSharding(mesh, _P()))
     else:
-        state = _init(problem, data, params_dyn)
+        state = _blank(problem, data, params_dyn)
 
-    state, outs = _run(problem, data, state, progress, checkpoint_every, path)
+    inputs = (problem, data, params_dyn)
+    state, outs = _run(inputs, state, progress, checkpoint_every, path)
     result = _finish(problem, data, state, outs, False)
     if throw and not bool(result.status == Status.converged):
         raise FitError("fit: " + result.message)
@@ -1090,17 +1117,18 @@ def _shard(mesh, n, data, params_dyn, objective, key):
     return data, params_dyn, objective, key
 
 
-def _run(problem, data, state, progress, checkpoint_every, path):
+def _run(inputs, state, progress, checkpoint_every, path):
     """The host loop: one compiled call per chunk (one call in all when neither a
     progress bar nor checkpoints ask for chunks). The final state and the extra
     outputs of the last call (None: no call)."""
+    problem = inputs[0]
     steps = problem.steps
     step, done, fresh = jax.device_get((state.step, state.done, state.fresh))
     chunked = progress is not False or checkpoint_every is not None
     outs = None
     if not chunked:
         if not done:
-            state, outs = _advance((problem, data), state)
+            state, outs = _advance(inputs, state)
         return state, outs
 
     bar = _progress_bar(progress, steps, int(step))
@@ -1112,11 +1140,10 @@ def _run(problem, data, state, progress, checkpoint_every, path):
             target = min(steps, int(step) + chunk)
             if checkpoint_every is not None:
                 target = min(target, (int(step) // checkpoint_every + 1) * checkpoint_every)
-            chunk_problem = eqx.tree_at(
-                lambda p: p.until, problem, jnp.asarray(target, jnp.int32)
-            )
+            until = np.asarray(target, np.int32)
+            call = (eqx.tree_at(lambda p: p.until, problem, until), *inputs[1:])
             t0 = time.perf_counter()
-            state, outs = _advance((chunk_problem, data), state)
+            state, outs = _advance(call, state)
             step, done, value = jax.device_get((state.step, state.done, state.value))
             fresh = False
             elapsed = time.perf_counter() - t0
