@@ -355,35 +355,19 @@ def _init_impl(problem: _Problem, data, params_dyn) -> _State:
     return jax.tree.map(lambda a: jnp.asarray(a, dtype=a.dtype), state)
 
 
-# Traced once per problem: by `_blank` for the shapes, then (from jax's cache) inside
-# the loop program.
+# Traced once per problem: by `_init_shapes`, then (from jax's cache) inside the loop
+# program.
 _init = eqx.filter_jit(_init_impl)
-
-
-_SHAPES: dict = {}
 
 
 def _init_shapes(problem: _Problem, data, params_dyn) -> _State:
     """`_init`'s output shapes, remembered per structure and input shapes (tracing
     for them costs ~5 ms, a third of a small fit's call)."""
-    leaves, treedef = jax.tree.flatten((problem, data, params_dyn))
-    key = (
-        treedef,
-        tuple(
-            (a.shape, a.dtype, getattr(a, "weak_type", False)) if eqx.is_array(a) else a
-            for a in leaves
-        ),
-    )
-    try:
-        return _SHAPES[key]
-    except TypeError:  # an unhashable leaf or field: not remembered
-        return eqx.filter_eval_shape(_init, problem, data, params_dyn)
-    except KeyError:
-        pass
-    if len(_SHAPES) >= 256:
-        _SHAPES.clear()
-    like = _SHAPES[key] = eqx.filter_eval_shape(_init, problem, data, params_dyn)
-    return like
+    return _cache_if_hashable(_init_shapes_of, _spec((problem, data, params_dyn)))
+
+
+def _init_shapes_of(spec) -> _State:
+    return eqx.filter_eval_shape(_init, *_unspec(spec))
 
 
 def _blank(problem: _Problem, data, params_dyn) -> _State:
@@ -709,18 +693,26 @@ def _optimizer(
 
 
 def _spec(tree):
-    """A hashable description of the structure, shapes and dtypes of `tree`."""
+    """A hashable description of `tree`: its structure, with each array leaf as its
+    `jax.ShapeDtypeStruct` (other leaves as they are); `_unspec` rebuilds the tree."""
     leaves, treedef = jax.tree.flatten(tree)
-    return treedef, tuple((a.shape, a.dtype) for a in leaves)
+    shapes = (
+        jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=getattr(a, "weak_type", False))
+        if eqx.is_array(a)
+        else a
+        for a in leaves
+    )
+    return treedef, tuple(shapes)
+
+
+def _unspec(spec):
+    return jax.tree.unflatten(*spec)
 
 
 def _make_optimizer(
     optimizer, learned_optimizer, full_batch: bool, params_spec, learned_spec
 ) -> optax.GradientTransformationExtraArgs:
-    params_dyn, learned = (
-        jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(*leaf) for leaf in leaves])
-        for treedef, leaves in (params_spec, learned_spec)
-    )
+    params_dyn, learned = _unspec(params_spec), _unspec(learned_spec)
     if optimizer is None:
         base = _default_lbfgs() if full_batch else _default_adam()
         line_search = full_batch
@@ -1088,7 +1080,7 @@ def fit(
             raise FileNotFoundError(f"fit: no checkpoint at {str(resume_path)!r}.")
 
     if resume_path is not None:
-        like = eqx.filter_eval_shape(_init_impl, problem, data, params_dyn)
+        like = _init_shapes(problem, data, params_dyn)
         state = _load(resume_path, problem, like)
         state = jax.tree.map(jnp.asarray, state)
         if mesh is not None:
