@@ -72,6 +72,11 @@ def _llx_sum(m, noise, x):
     return jnp.sum(noise.nll(x, m))
 
 
+def _llx_total(m, noise, x):
+    # the summed path (what `llx.likelihood` evaluates): constants applied once
+    return noise.total_nll(x, m)
+
+
 def _llx_sum_off(m, noise, x):
     # checks are read at trace time: switching them off inside the traced function
     # compiles the unchecked program without a per-call context switch.
@@ -84,6 +89,8 @@ def candidates(fam: Family, with_off: bool) -> list[Candidate]:
     noise = likelax_noise(fam)
     if noise is not None:
         out.append(Candidate("likelax", "likelax", _llx_sum, noise, fam.diff))
+        if hasattr(noise, "total_nll"):
+            out.append(Candidate("likelax total", "likelax", _llx_total, noise, fam.diff))
         if with_off:
             out.append(Candidate("likelax[off]", "likelax", _llx_sum_off, noise, fam.diff))
     p = fam.params()
@@ -165,8 +172,9 @@ def summary_rows(fam: Family, results, n: int) -> list[str] | None:
         if timings is None:
             return None
         _, best = _best_hand(timings)
-        lx = timings.get("likelax")
-        lx_r = lx.stat / best if lx is not None and not lx.error else math.nan
+        lx_r = _ratio(timings.get("likelax"), best)
+        total_r = _ratio(timings.get("likelax total"), best)
+        fastest = min(lx_r, total_r)  # nan only when both are
         peers = {
             k: t.stat
             for k, t in timings.items()
@@ -175,14 +183,20 @@ def summary_rows(fam: Family, results, n: int) -> list[str] | None:
         if peers:
             pk = min(peers, key=peers.__getitem__)
             peer_txt = f"{fmt_ratio(peers[pk] / best)} ({pk})"
-            ok_peer = not math.isfinite(lx_r) or lx_r * best <= peers[pk]
+            ok_peer = not math.isfinite(fastest) or fastest * best <= peers[pk]
         else:
             peer_txt, ok_peer = "—", True
-        verdict = "—" if not math.isfinite(lx_r) else ("met" if lx_r <= 1.05 else "MISSED")
+        verdict = (
+            "—" if not math.isfinite(fastest) else ("met" if fastest <= 1.05 else "MISSED")
+        )
         if verdict == "met" and not ok_peer:
             verdict = "MISSED (peer faster)"
-        row += [fmt_ratio(lx_r), peer_txt, verdict]
+        row += [fmt_ratio(lx_r), fmt_ratio(total_r), peer_txt, verdict]
     return row
+
+
+def _ratio(t: Any, best: float) -> float:
+    return t.stat / best if t is not None and not t.error else math.nan
 
 
 def null_section(fams: list[Family], n: int, reps: int, min_sample: float) -> str:
@@ -202,7 +216,8 @@ def null_section(fams: list[Family], n: int, reps: int, min_sample: float) -> st
         lx_off = t.get("likelax[off]")
         target = 3.0 if fam.name == "Poisson" else 2.0
         target_families = ("Gaussian", "Laplace", "StudentT", "Cauchy", "Poisson")
-        lx_r = lx.stat / t0 if lx is not None and not lx.error else math.nan
+        total_r = _ratio(t.get("likelax total"), t0)
+        lx_r = min(_ratio(lx, t0), total_r)
         if fam.name not in target_families or not math.isfinite(lx_r):
             verdict = "—"
         else:
@@ -212,8 +227,9 @@ def null_section(fams: list[Family], n: int, reps: int, min_sample: float) -> st
                 fam.name,
                 fmt_time(t0),
                 fmt_time(lx.stat) if lx is not None else "—",
-                fmt_ratio(lx_r),
+                fmt_ratio(_ratio(lx, t0)),
                 fmt_ratio(lx_off.stat / t0) if lx_off is not None else "—",
+                fmt_ratio(total_r),
                 f"{fmt_ratio(best / t0)} ({best_name[6:]})",
                 f"≤ {target:g}× {verdict}" if fam.name in target_families else "",
             ]
@@ -225,6 +241,7 @@ def null_section(fams: list[Family], n: int, reps: int, min_sample: float) -> st
         "likelax",
         "likelax / null",
         "likelax[off] / null",
+        "total_nll / null",
         "best hand / null",
         "target",
     ]
@@ -495,16 +512,19 @@ def main(argv: list[str] | None = None) -> int:
         emit(f"### Summary at N = {size_label(n_sum)} (ratio to the best hand-written)\n")
         emit(
             "Target: likelax ≤ 1.05× the best hand-written formula and no slower than the "
-            "fastest peer.\n"
+            "fastest peer, by `sum(nll)` or `total_nll` (the summed path "
+            "`llx.likelihood` evaluates).\n"
         )
         emit(
             markdown_table(
                 [
                     "family",
-                    "likelax value",
+                    "sum(nll) value",
+                    "total_nll value",
                     "fastest peer value",
                     "value target",
-                    "likelax grad",
+                    "sum(nll) grad",
+                    "total_nll grad",
                     "fastest peer grad",
                     "grad target",
                 ],

@@ -508,14 +508,6 @@ def held_out(objective: AbstractObjective, tree: Mapping[int, Mapping[str, Any]]
     return out
 
 
-def _sum(values: Array) -> Array:
-    """Σ over every element; 16-bit values are summed (and returned) in float32, since
-    a bfloat16 running sum of a few hundred nlls already loses every digit."""
-    if values.dtype in _SIXTEEN:
-        return jnp.sum(values, dtype=jnp.float32)
-    return jnp.sum(values)
-
-
 def _weighted(value: Array, weight: Array | None) -> Array:
     return value if weight is None else value * weight.astype(value.dtype)
 
@@ -842,17 +834,14 @@ class Likelihood(AbstractTerm):
                 "The model must output one prediction per observation (e.g. squeeze a "
                 "trailing size-1 axis with `x_hat[..., 0]`)."
             )
-        if exact or self.learn:
-            per_obs = self.noise.nll(obs, x_hat)
-        else:
-            per_obs = self.noise.loss(obs, x_hat)
-        if tuple(per_obs.shape) != tuple(obs.shape):
+        total, per_obs = self.noise._total(bool(exact or self.learn), obs, x_hat)
+        if per_obs != tuple(obs.shape):
             raise ValueError(
                 f"likelihood: the noise model's hyperparameters broadcast the "
-                f"per-observation nll to shape {tuple(per_obs.shape)}, not the shape of "
+                f"per-observation nll to shape {per_obs}, not the shape of "
                 f"{y_desc} {tuple(obs.shape)}."
             )
-        return _sum(per_obs)
+        return total
 
     def _body(self) -> str:
         name = self.label or _fn_name(self._model_static) or "f"
@@ -988,9 +977,7 @@ class Prior(AbstractTerm):
         total = None
         for _, theta in self._selected(params):
             theta = jnp.asarray(theta)
-            zero = jnp.zeros((), theta.dtype)
-            per = self.noise.nll(theta, zero) if exact else self.noise.loss(theta, zero)
-            s = _sum(per)
+            s = self.noise._total(exact, theta, jnp.zeros((), theta.dtype))[0]
             total = s if total is None else total + s
         if total is None:
             return jnp.zeros((), jnp.result_type(float))

@@ -191,6 +191,9 @@ class AbstractNoise(eqx.Module):
     # A value inside the support, substituted for impossible observations so the
     # formula (and its gradient) stays finite there; `None`: support is all reals.
     _safe_x: ClassVar[float | None] = None
+    # `nll = loss + const` with `const` free of `x` (the location families): a sum of
+    # nlls is then `Σ loss + N·const`, the constant added once (`total_nll`).
+    _const_free_of_x: ClassVar[bool] = False
 
     def __check_init__(self):
         for field, domain in self._domains.items():
@@ -214,6 +217,11 @@ class AbstractNoise(eqx.Module):
     def _const(self, x: Array) -> Array | float:
         """The part of the nll that does not depend on `x_hat` (dropped by `loss`)."""
         return 0.0
+
+    def _factored_loss(self, x: Array, x_hat: Array) -> tuple[Array | float, Array]:
+        """`_loss` as `(factor, kernel)` with `_loss = factor * kernel` and the factor
+        free of `x` and `x_hat`: a sum then multiplies once, not per element."""
+        return 1.0, self._loss(x, x_hat)
 
     def _nll(self, x: Array, x_hat: Array) -> Array:
         return self._loss(x, x_hat) + self._const(x)
@@ -409,8 +417,11 @@ class AbstractNoise(eqx.Module):
     def _inner_loss(self, x: Array, x_hat: Array) -> Array:
         return self._masked(type(self)._loss, x, x_hat)
 
-    def _evaluate(self, formula, x, x_hat, where, method) -> Array:
+    def _evaluate(self, formula, x, x_hat, where, method, cast: bool = True) -> Array:
+        """The per-observation values, in the result dtype (`cast=False`: in the
+        compute dtype, float32 for 16-bit inputs)."""
         m, check, x, x_hat, where, out = self._inputs(x, x_hat, where, method)
+        out = out if cast else x_hat.dtype
         if where is not None:
             safe_x = self._safe_x if self._safe_x is not None else 0
             x = jnp.where(where, x, jnp.asarray(safe_x, x.dtype))
@@ -442,6 +453,51 @@ class AbstractNoise(eqx.Module):
     ) -> Array:
         """`nll` minus the terms that do not depend on `x_hat` (see the family)."""
         return self._evaluate(type(self)._loss, x, x_hat, where, "loss")
+
+    def _total(
+        self, exact: bool, x: ArrayLike, x_hat: ArrayLike, where: Any = None
+    ) -> tuple[Array, tuple[int, ...]]:
+        """(Σ nll or Σ loss, the per-observation shape summed over).
+
+        With every hyperparameter a scalar and `nll = loss + const` (`const` free of
+        `x`), the sum is `factor · Σ kernel + N · const`: no per-element constant,
+        factor or support select, so XLA fuses the whole nll into one reduction
+        (Gaussian value at N = 1e6: 1.5x faster than the sum of `nll`). Otherwise
+        (or with `where`, or strict checks, which inspect each element) it is the
+        sum of `nll` / `loss`. 16-bit inputs are summed, and returned, in float32.
+        """
+        formula = type(self)._nll if exact else type(self)._loss
+        method = "nll" if exact else "loss"
+        if where is not None or get_checks() == "strict" or not self._const_free_of_x:
+            values = self._evaluate(formula, x, x_hat, where, method, cast=False)
+            return jnp.sum(values), tuple(values.shape)
+        m, check, x, x_hat, _, _ = self._inputs(x, x_hat, None, method)
+        if any(jnp.ndim(v) for v in m._hyperparameters().values()):
+            values = m._masked(formula, x, x_hat)
+            total, shape = jnp.sum(values), values.shape
+        else:
+            factor, kernel = m._factored_loss(x, x_hat)
+            total, shape = factor * jnp.sum(kernel), kernel.shape
+            if exact:
+                total = total + kernel.size * m._const(x)
+        total = self._checked(check, total)
+        return total, tuple(shape)  # in the compute dtype
+
+    def total_nll(
+        self, x: ArrayLike, x_hat: ArrayLike, where: Bool[ArrayLike, ...] | None = None
+    ) -> Array:
+        r"""$\sum_i \mathrm{nll}(x_i, \hat x_i)$ over every observation: `nll` summed,
+        computed as one fused reduction where the family allows it (a shared scale
+        and constant are applied once to the sum, not per element). Equal to
+        `jnp.sum(noise.nll(x, x_hat, where))` to rounding; 16-bit inputs are summed,
+        and returned, in float32. This is what `llx.likelihood` evaluates."""
+        return self._total(True, x, x_hat, where)[0]
+
+    def total_loss(
+        self, x: ArrayLike, x_hat: ArrayLike, where: Bool[ArrayLike, ...] | None = None
+    ) -> Array:
+        """`loss` summed over every observation (see `total_nll`)."""
+        return self._total(False, x, x_hat, where)[0]
 
     def _x_hat_only(self, x_hat: ArrayLike, method: str, extra_rank: int = 0):
         x_hat = _check_data("x_hat", x_hat, f"{type(self).__name__}.{method}")

@@ -55,3 +55,18 @@ def _standardize_jvp(primals, tangents):
     dr, ds = tangents
     z = _inverse_times(r, s)
     return z, _inverse_times(dr - z * ds, s)
+
+
+def held_scale(scale: Array, degree: Array | float) -> tuple[Array, Array]:
+    r"""$(c, (c/s)^p)$ with $c = s$ held constant (no derivative).
+
+    For a loss positively homogeneous of degree $p$ in $1/s$,
+    $\rho(r/s) = (c/s)^p\,\rho(r/c)$: the factor is exactly 1 in value and carries
+    the whole scale derivative ($-p/s$), so the gradient of a sum of losses with one
+    shared scale has no per-element scale term (no second pass over the data).
+    $s = \infty$ gives the factor 1 (not $\infty/\infty$).
+    """
+    c = jax.lax.stop_gradient(scale)
+    log_ratio = jnp.log(c) - jnp.log(scale)
+    log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, 0.0)
+    return c, jnp.exp(degree * log_ratio)
