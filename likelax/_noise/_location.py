@@ -133,16 +133,14 @@ def _log_ndtr(x: Array) -> Array:
     return jnp.where(left, tail, jnp.where(right, upper, middle))
 
 
-def _homogeneous(noise, x, x_hat, degree, coef=1.0) -> tuple[Array, Array]:
-    r"""`_factored_loss` of a loss $a\,k(r/s)$ whose kernel $k$ (`noise._kernel`) is
-    positively homogeneous of degree $p$: with one shared scale, $k(r/s) =
-    (c/s)^p\,k(r/c)$ with $c = s$ held constant (`held_scale`), so the gradient of a
-    sum takes the scale derivative from the scalar factor alone."""
-    scale = noise.scale
-    if scale.size != 1:
-        return jnp.asarray(coef, scale.dtype), noise._kernel(x, x_hat, scale)
-    held, factor = held_scale(scale, degree)
-    return coef * factor, noise._kernel(x, x_hat, held)
+def _homogeneous_sum(noise, x, x_hat, degree, coef=1.0) -> Array:
+    r"""`_sum_loss` of a loss $a\,k(r/s)$ whose kernel $k$ (`noise._kernel`) is
+    positively homogeneous of degree $p$, with one shared scale:
+    $\sum_i k(r_i/s) = (c/s)^p \sum_i k(r_i/c)$ with $c = s$ held constant
+    (`held_scale`). The factor is applied once, and the gradient takes the scale
+    derivative from it alone (no second pass over the data)."""
+    held, factor = held_scale(noise.scale, degree)
+    return (coef * factor) * jnp.sum(noise._kernel(x, x_hat, held))
 
 
 # ---------------------------------------------------------------------- Gaussian
@@ -191,8 +189,8 @@ class Gaussian(AbstractNoise):
         z = standardize(x - x_hat, scale)
         return z * z  # not jnp.square: XLA:CPU does not fuse `square` into a reduction
 
-    def _factored_loss(self, x, x_hat):
-        return _homogeneous(self, x, x_hat, 2.0, 0.5)
+    def _sum_loss(self, x, x_hat):
+        return _homogeneous_sum(self, x, x_hat, 2.0, 0.5)
 
     def _loss(self, x, x_hat):
         return 0.5 * self._kernel(x, x_hat, self.scale)
@@ -237,8 +235,8 @@ class Laplace(_LocationFamily):
     def _kernel(self, x, x_hat, scale):
         return jnp.abs(standardize(x - x_hat, scale))
 
-    def _factored_loss(self, x, x_hat):
-        return _homogeneous(self, x, x_hat, 1.0)
+    def _sum_loss(self, x, x_hat):
+        return _homogeneous_sum(self, x, x_hat, 1.0)
 
     def _loss(self, x, x_hat):
         return self._kernel(x, x_hat, self.scale)
@@ -563,6 +561,15 @@ class StudentT(_LocationFamily):
 
     def _loss(self, x, x_hat):
         return self._blend(x, x_hat, 0.0)
+
+    def _sum_loss(self, x, x_hat):
+        # one (scalar) df: the sum of the family in use, not of the blend of both
+        gauss, nu = self._finite_df()
+        return lax.cond(
+            gauss,
+            lambda: Gaussian(self.scale)._sum_loss(x, x_hat),
+            lambda: jnp.sum(_student_core(x - x_hat, self.scale, nu)),
+        )
 
     def _nll(self, x, x_hat):
         return self._blend(x, x_hat, self._const(x))
@@ -909,9 +916,9 @@ class GeneralizedNormal(_LocationFamily):
     def _kernel(self, x, x_hat, scale):
         return _gn_core(x - x_hat, scale, self.power)
 
-    def _factored_loss(self, x, x_hat):
+    def _sum_loss(self, x, x_hat):
         degree = jnp.minimum(self.power, jnp.finfo(self.power.dtype).max)  # no inf * 0
-        return _homogeneous(self, x, x_hat, degree)
+        return _homogeneous_sum(self, x, x_hat, degree)
 
     def _loss(self, x, x_hat):
         return self._kernel(x, x_hat, self.scale)
@@ -987,8 +994,8 @@ class AsymmetricLaplace(_LocationFamily):
     def _kernel(self, x, x_hat, scale):
         return _pinball_core(x - x_hat, scale, self.quantile)
 
-    def _factored_loss(self, x, x_hat):
-        return _homogeneous(self, x, x_hat, 1.0)
+    def _sum_loss(self, x, x_hat):
+        return _homogeneous_sum(self, x, x_hat, 1.0)
 
     def _loss(self, x, x_hat):
         return self._kernel(x, x_hat, self.scale)
