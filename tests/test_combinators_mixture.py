@@ -339,3 +339,79 @@ def test_mixture_of_heteroscedastic_models():
     np.testing.assert_allclose(mix.predict(xh), xh[:, 0], rtol=1e-15)
     g = jax.grad(lambda b: mix.nll(x, b).sum())(jnp.asarray(xh))
     assert g.shape == xh.shape and _finite_tree(g)
+
+
+# ------------------------------- one family linear in a shared statistic (T = r²)
+
+
+def _generic_twin(noise):
+    """The same law through the per-component path: a Gaussian as Student-t with
+    df = inf, a Laplace as a generalized normal of power 1."""
+    if isinstance(noise, llx.Gaussian):
+        return llx.StudentT(jnp.inf, noise.scale)
+    return llx.GeneralizedNormal(1.0, noise.scale)
+
+
+@pytest.mark.parametrize("family", [llx.Gaussian, llx.Laplace])
+@pytest.mark.parametrize("stacked", [False, True])
+def test_shared_statistic_path_matches_scipy_and_per_component(family, stacked):
+    """Components of one family share |r| or r²: the value against scipy, the value
+    and every gradient against the same mixture evaluated component by component."""
+    scales = np.array([1e-3, 0.7, 2.5, 1e3])
+    w = np.array([0.1, 0.4, 0.3, 0.2])
+    comps = [family(s) for s in scales]
+    mix = llx.mixture(family(jnp.asarray(scales)) if stacked else comps, w)
+    twin = llx.mixture([comps[0], _generic_twin(comps[1]), *comps[2:]], w)
+    rng = np.random.default_rng(0)
+    x, xh = rng.standard_cauchy(40), rng.normal(size=40)
+    law = stats.norm if family is llx.Gaussian else stats.laplace
+    want = -special.logsumexp(
+        [np.log(wk) + law(xh, s).logpdf(x) for wk, s in zip(w, scales, strict=True)], axis=0
+    )
+    np.testing.assert_allclose(mix.nll(x, xh), want, rtol=1e-12)
+
+    def total(m, b):
+        return m.nll(x, b).sum()
+
+    (v1, (gm1, gx1)) = jax.value_and_grad(total, argnums=(0, 1))(mix, xh)
+    (v2, (gm2, gx2)) = jax.value_and_grad(total, argnums=(0, 1))(twin, xh)
+    np.testing.assert_allclose(v1, v2, rtol=1e-13)
+    np.testing.assert_allclose(gx1, gx2, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(gm1.logits, gm2.logits, rtol=1e-10, atol=1e-14)
+    g_scales = gm1.components.scale if stacked else [c.scale for c in gm1.components]
+    np.testing.assert_allclose(
+        g_scales, [c.scale for c in gm2.components], rtol=1e-10, atol=1e-14
+    )
+
+
+def test_shared_statistic_path_at_extreme_scales_float32():
+    """Scales 1e-12 .. 1e3 and residuals 0 .. 1e25 in float32: the float64 law's
+    value wherever it is finite in float32 (r² of the widest component overflows
+    only where its z² does), finite gradients."""
+    scales = np.array([1e-12, 1.0, 1e3], np.float32)
+    w = [0.2, 0.5, 0.3]
+    mix = llx.mixture(llx.Gaussian(jnp.asarray(scales)), np.array(w))
+    x = np.array([0.0, 1e-11, 3.0, 1e15, 2e21, 1e25], np.float32)
+    got = mix.nll(x, np.float32(0.0))
+    want = -special.logsumexp(
+        [
+            np.log(wk) + stats.norm(0.0, float(s)).logpdf(x.astype(np.float64))
+            for wk, s in zip(w, scales, strict=True)
+        ],
+        axis=0,
+    )
+    want = np.where(want < np.finfo(np.float32).max, want, np.inf)
+    np.testing.assert_allclose(got, want, rtol=1e-5)  # the float32 contract
+    grads = jax.grad(lambda m, b: m.nll(x[:5], b).sum(), argnums=(0, 1))(
+        mix, np.float32(0.0)
+    )
+    assert _finite_tree(grads)
+
+
+def test_shared_statistic_path_with_an_infinite_scale():
+    """A component of infinite scale has density 0: the others decide."""
+    mix = llx.mixture(llx.Gaussian(jnp.asarray([1.0, jnp.inf])), np.array([0.5, 0.5]))
+    x = np.array([0.0, 2.0, -7.0])
+    np.testing.assert_allclose(
+        mix.nll(x, 0.0), -np.log(0.5) - stats.norm(0.0, 1.0).logpdf(x), rtol=1e-14
+    )

@@ -253,6 +253,16 @@ class Mixture(AbstractCombinator):
             uniform: AbstractNoise = self.components  # type: ignore[assignment]
             return self._scan_combine(method, uniform, log_w, x, x_hat, _CHUNK)
         comps = self._components_list()
+        log_ws = tuple(log_w[..., i] for i in range(len(comps)))
+        family = self._uniform() if method == "_inner_nll" else None
+        shared = None if family is None else family._shared_nll(x, x_hat)
+        if shared is not None:
+            # one family whose nll is a_k T + b_k in a statistic T formed once per
+            # element, not once per component (Gaussian: r² up to a scale, Laplace |r|)
+            stat, a, b = shared
+            return _log_mixture(
+                log_ws, tuple(a[j] * stat + b[j] for j in range(len(comps)))
+            )
         # nll_k itself for the density (a term -nll_k would negate each component's
         # cotangent separately: K more full-size arrays in a gradient), else -log tail
         costs = [
@@ -261,7 +271,7 @@ class Mixture(AbstractCombinator):
             else -self._term(method, c, x, x_hat)
             for c in comps
         ]
-        return _log_mixture(tuple(log_w[..., i] for i in range(len(comps))), tuple(costs))
+        return _log_mixture(log_ws, tuple(costs))
 
     def _combine_scanned(self, method: str, x: Array, x_hat: Array) -> Array:
         uniform = self._uniform()

@@ -219,6 +219,15 @@ class AbstractNoise(eqx.Module):
         """The part of the nll that does not depend on `x_hat` (dropped by `loss`)."""
         return 0.0
 
+    def _shared_nll(self, x: Array, x_hat: Array) -> tuple[Array, Array, Array] | None:
+        r"""The nll as $a\,T + b$ (or None): a statistic $T(x, \hat x)$ free of the
+        hyperparameters, and $a$, $b$ free of the data. On a module with stacked
+        hyperparameters (a leading component axis on $a$ and $b$) $T$ is shared by
+        the components, so a mixture of one such family forms it once per element,
+        not once per component (`Mixture` asks; families without a support
+        restriction). Returns `(T, a, b)`."""
+        return None
+
     def _sum_loss(self, x: Array, x_hat: Array) -> Array:
         """Σ `_loss` over every observation, every hyperparameter a scalar (see
         `_total`); families override it where a sum is cheaper than summing the

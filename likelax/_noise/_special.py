@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array
 
 LOG_2PI = 1.8378770664093453  # log(2π)
@@ -70,3 +71,12 @@ def held_scale(scale: Array, degree: Array | float) -> tuple[Array, Array]:
     log_ratio = jnp.log(c) - jnp.log(scale)
     log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, 0.0)
     return c, jnp.exp(degree * log_ratio)
+
+
+def ratio_power(num: Array | float, den: Array, degree: float) -> Array:
+    r"""$(t/s)^p$ as $\exp(p(\log t - \log s))$, capped at the largest finite float:
+    neither the value nor the derivative ($-p\,(t/s)^p/s$) forms an infinite
+    intermediate for tiny $s$ (so a zero cotangent gives a zero, not NaN,
+    gradient); $s = \infty$ gives 0. Exactly 1 at $t = s$."""
+    log_max = float(np.log(np.finfo(den.dtype).max)) - 0.01  # exp(it) stays finite
+    return jnp.exp(jnp.minimum(degree * (jnp.log(num) - jnp.log(den)), log_max))
