@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 from jaxtyping import Array
 
 LOG_2PI = 1.8378770664093453  # log(2π)
@@ -50,12 +51,20 @@ def standardize(r: Array, scale: Array) -> Array:
     return _inverse_times(r, scale)
 
 
-@standardize.defjvp
 def _standardize_jvp(primals, tangents):
+    # symbolic zeros: a scale that is not differentiated (held constant, or fixed
+    # while only `x_hat` is) adds no `z * 0` array to the derivative
     r, s = primals
     dr, ds = tangents
     z = _inverse_times(r, s)
-    return z, _inverse_times(dr - z * ds, s)
+    if isinstance(ds, SymbolicZero):
+        dz = jnp.zeros_like(z) if isinstance(dr, SymbolicZero) else dr
+    else:
+        dz = -(z * ds) if isinstance(dr, SymbolicZero) else dr - z * ds
+    return z, jnp.broadcast_to(_inverse_times(dz, s), z.shape)
+
+
+standardize.defjvp(_standardize_jvp, symbolic_zeros=True)
 
 
 def held_scale(scale: Array, degree: Array | float) -> tuple[Array, Array]:
