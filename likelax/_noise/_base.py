@@ -471,12 +471,12 @@ class AbstractNoise(eqx.Module):
         """(Σ nll or Σ loss, the per-observation shape summed over).
 
         With every hyperparameter a scalar and `nll = loss + const` (`const` free of
-        `x`; no support), the sum is `_sum_loss + N · const`: no per-element
-        constant, and a shared factor applied once to the sum, so XLA fuses the whole
-        nll into one reduction (Gaussian value at N = 1e6: 1.5x faster than the sum
-        of `nll`). Otherwise
-        (or with `where`, or strict checks, which inspect each element) it is the
-        sum of `nll` / `loss`. 16-bit inputs are summed, and returned, in float32.
+        `x`; no support restriction), the sum is `_sum_loss + N · const`: no
+        per-element constant, and a shared factor applied once to the sum, so XLA
+        fuses the whole nll into one reduction (Gaussian value at N = 1e6: 1.5x
+        faster than the sum of `nll`). Otherwise, or with `where` or strict checks
+        (which inspect each element), it is the sum of `nll` / `loss`. 16-bit inputs
+        are computed, summed and returned in float32.
         """
         formula = type(self)._nll if exact else type(self)._loss
         method = "nll" if exact else "loss"
