@@ -232,6 +232,9 @@ def _objective_value(problem: _Problem, x, batch, scale):
     return value
 
 
+_objective_program = eqx.filter_jit(_objective_value)
+
+
 def _batch(problem: _Problem, data, perm, step):
     """The rows of minibatch number `step` (within its epoch) and the N/B scale."""
     if problem.batch_size is None:
@@ -322,7 +325,7 @@ def _uses_cache(problem: _Problem, opt_state, x) -> bool:
 
 def _value_and_grad(problem: _Problem, data, perm, step, x):
     batch, scale = _batch(problem, data, perm, step)
-    return jax.value_and_grad(lambda x_: _objective_value(problem, x_, batch, scale))(x)
+    return jax.value_and_grad(lambda x_: _objective_program(problem, x_, batch, scale))(x)
 
 
 def _init_impl(problem: _Problem, data, params_dyn) -> _State:
@@ -410,7 +413,7 @@ def _evaluate_first(problem: _Problem, data, s: _State) -> _State:
 def _step(problem: _Problem, data, s: _State) -> _State:
     """One optimiser step and the evaluation at the new point."""
     batch, scale = _batch(problem, data, s.perm, s.step)
-    value_fn = lambda x_: _objective_value(problem, x_, batch, scale)
+    value_fn = lambda x_: _objective_program(problem, x_, batch, scale)
     updates, opt_state = problem.optimizer.update(
         s.grad, s.opt_state, s.x, value=s.value, grad=s.grad, value_fn=value_fn
     )

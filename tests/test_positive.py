@@ -562,6 +562,26 @@ def test_vonmises_large_concentration_is_gaussian(z, x_hat, log_kappa):
 # ------------------------------------------------- derivatives of the incomplete beta
 
 
+def _betainc_derivatives_by_quadrature(a, b, x):
+    """d/da, d/db, d/dx of the regularised I_x(a, b) from its integral form:
+    d/da I = int_0^x (log t - psi(a) + psi(a + b)) f(t) dt (likewise for b with
+    log(1 - t)), f the beta density; mpmath's own betainc (a hypergeometric
+    series) takes minutes at shapes in the thousands, the quadrature a second."""
+    a_, b_, x_ = mp.mpf(a), mp.mpf(b), mp.mpf(x)
+    log_beta = mp.loggamma(a_) + mp.loggamma(b_) - mp.loggamma(a_ + b_)
+    dens = lambda t: mp.exp((a_ - 1) * mp.log(t) + (b_ - 1) * mp.log1p(-t) - log_beta)
+    mean = a_ / (a_ + b_)
+    sd = mp.sqrt(mean * (1 - mean) / (a_ + b_ + 1))
+    knots = {mean + k * sd for k in range(-40, 41, 2)}
+    pts = sorted({mp.mpf(0), x_} | {t for t in knots if 0 < t < x_})
+    psi = mp.digamma(a_ + b_)
+    return (
+        mp.quad(lambda t: (mp.log(t) - mp.digamma(a_) + psi) * dens(t), pts),
+        mp.quad(lambda t: (mp.log1p(-t) - mp.digamma(b_) + psi) * dens(t), pts),
+        dens(x_),
+    )
+
+
 @pytest.mark.parametrize(
     "a,b,x",
     [
@@ -576,17 +596,22 @@ def test_vonmises_large_concentration_is_gaussian(z, x_hat, log_kappa):
 )
 def test_betainc_derivatives_match_mpmath(a, b, x):
     """jax's betainc has no derivative in a, b; likelax's adds them (forward-mode
-    derivatives of the continued fraction) and the density for x."""
+    derivatives of the continued fraction) and the density for x. The reference
+    is mpmath: numerical derivatives of its betainc, or for shapes in the
+    thousands the integral form (the two agree to 27 digits at (5000, 9000))."""
     from likelax._noise._positive import betainc
 
     grads = jax.grad(betainc, argnums=(0, 1, 2))(a, b, x)
     inc = lambda aa, bb, xx: mp.betainc(aa, bb, 0, xx, regularized=True)
     with mp.workdps(30):
-        want = (
-            mp.diff(lambda t: inc(t, b, x), a),
-            mp.diff(lambda t: inc(a, t, x), b),
-            mp.diff(lambda t: inc(a, b, t), x),
-        )
+        if min(a, b) > 1000:
+            want = _betainc_derivatives_by_quadrature(a, b, x)
+        else:
+            want = (
+                mp.diff(lambda t: inc(t, b, x), a),
+                mp.diff(lambda t: inc(a, t, x), b),
+                mp.diff(lambda t: inc(a, b, t), x),
+            )
     for got, ref in zip(grads, want, strict=True):
         assert float(got) == pytest.approx(float(ref), rel=1e-9)
 

@@ -24,7 +24,7 @@ from jax.scipy.special import erf, erfcx, gammaincc, gammaln, ndtr
 from jaxtyping import Array, ArrayLike, Float
 
 from ._base import POSITIVE, UNIT_INTERVAL_OPEN, AbstractNoise, as_param
-from ._special import HALF_LOG_2PI, LOG_2, LOG_PI, held_scale, ratio_power, standardize
+from ._special import HALF_LOG_2PI, LOG_2, LOG_PI, ratio_power, standardize
 
 __all__ = [
     "AsymmetricLaplace",
@@ -137,9 +137,10 @@ def _homogeneous_sum(noise, x, x_hat, degree, coef=1.0) -> Array:
     r"""`_sum_loss` of a loss $a\,k(r/s)$ whose kernel $k$ (`noise._kernel`) is
     positively homogeneous of degree $p$, with one shared scale:
     $\sum_i k(r_i/s) = (c/s)^p \sum_i k(r_i/c)$ with $c = s$ held constant
-    (`held_scale`). The factor is applied once, and the gradient takes the scale
-    derivative from it alone (no second pass over the data)."""
-    held, factor = held_scale(noise.scale, degree)
+    (`ratio_power`). The factor is exactly 1 in value and applied once; the gradient
+    takes the scale derivative from it alone (no second pass over the data)."""
+    held = lax.stop_gradient(noise.scale)
+    factor = ratio_power(held, noise.scale, degree)
     return (coef * factor) * jnp.sum(noise._kernel(x, x_hat, held))
 
 
@@ -204,7 +205,7 @@ class Gaussian(AbstractNoise):
         s = self.scale
         top = lax.stop_gradient(jnp.max(jnp.where(s < jnp.inf, s, 0.0)))
         u = standardize(x - x_hat, jnp.where(top > 0, top, 1.0))
-        return u * u, 0.5 * ratio_power(top, s, 2.0), self._const(x)
+        return _square(u), 0.5 * ratio_power(top, s, 2.0), self._const(x)
 
     def _loss(self, x, x_hat):
         return 0.5 * self._kernel(x, x_hat, self.scale)

@@ -67,25 +67,17 @@ def _standardize_jvp(primals, tangents):
 standardize.defjvp(_standardize_jvp, symbolic_zeros=True)
 
 
-def held_scale(scale: Array, degree: Array | float) -> tuple[Array, Array]:
-    r"""$(c, (c/s)^p)$ with $c = s$ held constant (no derivative).
-
-    For a loss positively homogeneous of degree $p$ in $1/s$,
-    $\rho(r/s) = (c/s)^p\,\rho(r/c)$: the factor is exactly 1 in value and carries
-    the whole scale derivative ($-p/s$), so the gradient of a sum of losses with one
-    shared scale has no per-element scale term (no second pass over the data).
-    $s = \infty$ gives the factor 1 (not $\infty/\infty$).
-    """
-    c = jax.lax.stop_gradient(scale)
-    log_ratio = jnp.log(c) - jnp.log(scale)
-    log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, 0.0)
-    return c, jnp.exp(degree * log_ratio)
-
-
-def ratio_power(num: Array | float, den: Array, degree: float) -> Array:
+def ratio_power(num: Array | float, den: Array, degree: Array | float) -> Array:
     r"""$(t/s)^p$ as $\exp(p(\log t - \log s))$, capped at the largest finite float:
     neither the value nor the derivative ($-p\,(t/s)^p/s$) forms an infinite
     intermediate for tiny $s$ (so a zero cotangent gives a zero, not NaN,
-    gradient); $s = \infty$ gives 0. Exactly 1 at $t = s$."""
-    log_max = float(np.log(np.finfo(den.dtype).max)) - 0.01  # exp(it) stays finite
-    return jnp.exp(jnp.minimum(degree * (jnp.log(num) - jnp.log(den)), log_max))
+    gradient). Exactly 1 at $t = s$, also at $t = s = \infty$ (and $0/0$); a finite
+    $t$ over $s = \infty$ gives 0.
+
+    With $t = s$ held constant (`stop_gradient`) it is a factor that is 1 in value
+    and carries the whole scale derivative: for a loss positively homogeneous of
+    degree $p$ in $1/s$, $\rho(r/s) = (t/s)^p\,\rho(r/t)$."""
+    log_max = float(np.log(np.finfo(jnp.result_type(den)).max)) - 0.01  # exp stays finite
+    log_ratio = degree * (jnp.log(num) - jnp.log(den))
+    log_ratio = jnp.where(jnp.isnan(log_ratio), 0.0, log_ratio)  # inf/inf, 0/0
+    return jnp.exp(jnp.minimum(log_ratio, log_max))
