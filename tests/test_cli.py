@@ -45,42 +45,82 @@ def csvs(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize(
-    "args,pattern",
-    [
-        (["fit", "missing.csv", "--target", "y"], "missing.csv: no such file"),
-        (["fit", "{d}/ok.csv", "--target", "z"], "no column 'z'"),
-        (["fit", "{d}/ok.csv", "--target", "y", "--features", "x,q"], "no column 'q'"),
-        (
-            ["fit", "{d}/text.csv", "--target", "y"],
-            "line 3, column 'y': 'abc' is not a number",
-        ),
-        (["fit", "{d}/nan.csv", "--target", "y"], "1 row(s) have missing"),
-        (["fit", "{d}/empty.csv", "--target", "y"], "empty"),
-        (["fit", "{d}/binary.bin", "--target", "y"], "binary.bin"),
-        (
-            ["fit", "{d}/ok.csv", "--target", "y", "--noise", "gaussin"],
-            "unknown noise 'gaussin'",
-        ),
-        (["fit", "{d}/ok.csv", "--target", "y", "--noise", "student-t:nu=3"], "bad option"),
-        (
-            ["fit", "{d}/ok.csv", "--target", "y", "--noise", "student-t:df=-1"],
-            "`df` must be > 0",
-        ),
-        (
-            ["fit", "{d}/counts.csv", "--target", "y", "--noise", "poisson"],
-            "outside the support of poisson",
-        ),
-        (["fit", "{d}/ok.csv"], "--target COL is required"),
-        (
-            ["compare", "{d}/ok.csv", "--target", "y", "--noise", "gaussian,gaussian"],
-            "twice",
-        ),
-    ],
+ERROR_CASES = (
+    (["fit", "missing.csv", "--target", "y"], "missing.csv: no such file"),
+    (["fit", "{d}/ok.csv", "--target", "z"], "no column 'z'"),
+    (["fit", "{d}/ok.csv", "--target", "y", "--features", "x,q"], "no column 'q'"),
+    (
+        ["fit", "{d}/text.csv", "--target", "y"],
+        "line 3, column 'y': 'abc' is not a number",
+    ),
+    (["fit", "{d}/nan.csv", "--target", "y"], "1 row(s) have missing"),
+    (["fit", "{d}/empty.csv", "--target", "y"], "empty"),
+    (["fit", "{d}/binary.bin", "--target", "y"], "binary.bin"),
+    (
+        ["fit", "{d}/ok.csv", "--target", "y", "--noise", "gaussin"],
+        "unknown noise 'gaussin'",
+    ),
+    (["fit", "{d}/ok.csv", "--target", "y", "--noise", "student-t:nu=3"], "bad option"),
+    (
+        ["fit", "{d}/ok.csv", "--target", "y", "--noise", "student-t:df=-1"],
+        "`df` must be > 0",
+    ),
+    (
+        ["fit", "{d}/counts.csv", "--target", "y", "--noise", "poisson"],
+        "outside the support of poisson",
+    ),
+    (["fit", "{d}/ok.csv"], "--target COL is required"),
+    (
+        ["compare", "{d}/ok.csv", "--target", "y", "--noise", "gaussian,gaussian"],
+        "twice",
+    ),
 )
-def test_errors_are_one_line(csvs, args, pattern, tmp_path):
-    res = run(*[a.format(d=csvs) for a in args], cwd=tmp_path)
-    _one_line_error(res, pattern)
+
+# Every error case in one interpreter (one JAX start-up instead of one per case),
+# through the same entry point as `python -m likelax`; a case that escapes `main`
+# as an exception is reported with its traceback, which the test then rejects.
+_DRIVER = """
+import contextlib, io, json, sys, traceback
+from likelax.cli import main
+out = []
+for args in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = main(args)
+        except SystemExit as e:
+            rc = e.code
+        except BaseException:
+            traceback.print_exc()
+            rc = 1
+    out.append([rc, err.getvalue()])
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def error_runs(csvs, tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("errors")
+    argv = [[a.format(d=csvs) for a in args] for args, _ in ERROR_CASES]
+    env = {**os.environ, "LIKELAX_CACHE_DIR": str(cwd / ".jaxcache")}
+    res = subprocess.run(
+        [sys.executable, "-c", _DRIVER, json.dumps(argv)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "case", range(len(ERROR_CASES)), ids=lambda i: " ".join(ERROR_CASES[i][0])
+)
+def test_errors_are_one_line(error_runs, case):
+    rc, stderr = error_runs[case]
+    _one_line_error(subprocess.CompletedProcess([], rc, "", stderr), ERROR_CASES[case][1])
 
 
 def test_default_command_compares_on_embedded_stackloss(tmp_path):
