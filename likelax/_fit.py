@@ -232,6 +232,11 @@ def _objective_value(problem: _Problem, x, batch, scale):
     return value
 
 
+# The objective as one jitted function: the loop, the line search (which calls it
+# several times) and `vmap` (`select_noise`) reuse its trace and its batched and
+# differentiated forms instead of re-tracing the objective at each call site (the
+# CLI's default comparison: 55 s -> 45 s with a cold compilation cache); XLA
+# inlines it, so the compiled loop is the same.
 _objective_program = eqx.filter_jit(_objective_value)
 
 
